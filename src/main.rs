@@ -1,0 +1,2 @@
+mod pb;
+fn main(){}
