@@ -1,2 +1,54 @@
-mod pb;
-fn main(){}
+//! The `tend` binary: parses the command line and calls the library.
+use clap::Parser;
+use tend::cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    // Logs go to stderr: stdout belongs to the commands' output (and, for plugins, the handshake).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TEND_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tend: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(async {
+        match cli.command {
+            Command::Serve(ref args) => serve(args, cli.token.clone()).await,
+            _ => tend::cli::client(cli).await,
+        }
+    });
+    match code {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            match e.downcast_ref::<tonic::Status>() {
+                Some(s) => eprintln!("tend: {:?}: {}", s.code(), s.message()),
+                None => eprintln!("tend: {e:#}"),
+            }
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn serve(args: &tend::cli::ServeArgs, token: Option<String>) -> anyhow::Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let config = args.config(token)?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    tend::server::serve(config, shutdown, |_| {}).await?;
+    Ok(0)
+}

@@ -1,0 +1,46 @@
+"""Python client for the tend daemon.
+
+>>> import tend_client
+>>> from tend_client import process_pb2 as pb
+>>> with tend_client.connect() as client:                       # doctest: +SKIP
+...     client.process.Start(pb.StartRequest(spec=pb.ProcessSpec(argv=["true"])))
+
+``connect`` / ``connect_async`` understand ``unix:///path``, ``tcp://host:port``,
+``$TEND_ADDR``, ``$TEND_TOKEN`` and the default socket location. The messages and stubs
+are generated from ``proto/tend/v1`` (``tend_client.process_pb2``,
+``tend_client.process_pb2_grpc``).
+"""
+
+from tend_client._address import (
+    ENV_ADDR,
+    ENV_STATE_DIR,
+    ENV_TOKEN,
+    SOCKET_NAME,
+    Address,
+    default_socket_path,
+    default_state_dir,
+    parse_address,
+    resolve_token,
+)
+from tend_client._client import AsyncClient, Client, connect, connect_async
+from tend_client._gen.tend.v1 import process_pb2, process_pb2_grpc
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ENV_ADDR",
+    "ENV_STATE_DIR",
+    "ENV_TOKEN",
+    "SOCKET_NAME",
+    "Address",
+    "AsyncClient",
+    "Client",
+    "connect",
+    "connect_async",
+    "default_socket_path",
+    "default_state_dir",
+    "parse_address",
+    "process_pb2",
+    "process_pb2_grpc",
+    "resolve_token",
+]

@@ -1,0 +1,90 @@
+"""Daemon addresses: the forms clients accept, TEND_ADDR, and the default socket."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+ENV_ADDR = "TEND_ADDR"
+ENV_TOKEN = "TEND_TOKEN"
+ENV_STATE_DIR = "TEND_STATE_DIR"
+SOCKET_NAME = "tend.sock"
+
+
+def default_state_dir() -> str:
+    """The daemon's state directory, computed as the daemon does.
+
+    ``$TEND_STATE_DIR``, else ``$XDG_RUNTIME_DIR/tend``, else ``~/.tend``. Empty
+    variables count as unset.
+    """
+    state_dir = os.environ.get(ENV_STATE_DIR)
+    if state_dir:
+        return state_dir
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir:
+        return os.path.join(runtime_dir, "tend")
+    return os.path.join(os.path.expanduser("~"), ".tend")
+
+
+def default_socket_path() -> str:
+    """The daemon's default unix socket: ``default_state_dir()/tend.sock``."""
+    return os.path.join(default_state_dir(), SOCKET_NAME)
+
+
+@dataclass(frozen=True)
+class Address:
+    """A resolved daemon address."""
+
+    #: "unix" or "tcp".
+    network: str
+    #: The socket path, or host:port.
+    address: str
+
+    @property
+    def grpc_target(self) -> str:
+        """The target string for ``grpc.insecure_channel``."""
+        if self.network == "unix":
+            # gRPC's unix resolver: "unix:/abs/path" or "unix:relative/path".
+            return "unix:" + self.address
+        return self.address
+
+    def __str__(self) -> str:
+        return f"{self.network}://{self.address}"
+
+
+def parse_address(addr: Optional[str] = None) -> Address:
+    """Resolve a daemon address.
+
+    Accepted forms: ``unix:///abs/path``, ``unix:path``, a bare absolute path, and
+    ``tcp://host:port``. ``None`` or ``""`` means ``$TEND_ADDR``, and when that is
+    unset too, the default socket (:func:`default_socket_path`).
+    """
+    if not addr:
+        addr = os.environ.get(ENV_ADDR, "")
+    if not addr:
+        return Address("unix", default_socket_path())
+    if addr.startswith("unix://"):
+        path = addr[len("unix://") :]
+    elif addr.startswith("unix:"):
+        path = addr[len("unix:") :]
+    elif addr.startswith("/"):
+        path = addr
+    elif addr.startswith("tcp://"):
+        hostport = addr[len("tcp://") :].rstrip("/")
+        host, sep, port = hostport.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"tend: address {addr!r}: want tcp://host:port")
+        return Address("tcp", hostport)
+    else:
+        raise ValueError(f"tend: address {addr!r}: want unix:///path/to/tend.sock or tcp://host:port")
+    if not path:
+        raise ValueError(f"tend: address {addr!r}: empty socket path")
+    return Address("unix", path)
+
+
+def resolve_token(token: Optional[str] = None) -> Optional[str]:
+    """The bearer token: ``token`` if given (``""`` means none), else ``$TEND_TOKEN``."""
+    if token is None:
+        token = os.environ.get(ENV_TOKEN)
+    return token or None

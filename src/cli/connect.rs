@@ -1,0 +1,101 @@
+//! Reaching a daemon: `unix:///path`, `tcp://host:port` or a bare socket path, with the bearer
+//! token for TCP.
+use std::path::PathBuf;
+
+use hyper_util::rt::TokioIo;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{Request, Status};
+
+use crate::config;
+use crate::pb::process_service_client::ProcessServiceClient;
+
+/// Adds `authorization: Bearer <token>` when there is a token.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A ProcessService client as the CLI uses it.
+pub type ProcessClient = ProcessServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Where a daemon listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addr {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+/// Parse `unix:///path`, `tcp://host:port` or a path; empty means the default socket.
+pub fn parse_addr(addr: Option<&str>) -> anyhow::Result<Addr> {
+    let addr = addr.unwrap_or("");
+    if addr.is_empty() {
+        return Ok(Addr::Unix(config::socket_in(&config::default_state_dir())));
+    }
+    if let Some(p) = addr.strip_prefix("unix://") {
+        return Ok(Addr::Unix(PathBuf::from(p)));
+    }
+    if let Some(hp) = addr.strip_prefix("tcp://") {
+        return Ok(Addr::Tcp(hp.to_string()));
+    }
+    if addr.contains("://") {
+        anyhow::bail!("--connect {addr:?}: use unix:///path/to/tend.sock or tcp://host:port");
+    }
+    Ok(Addr::Unix(PathBuf::from(addr)))
+}
+
+/// Open a channel to the daemon.
+pub async fn channel(addr: &Addr) -> anyhow::Result<Channel> {
+    match addr {
+        Addr::Tcp(hp) => Ok(Endpoint::from_shared(format!("http://{hp}"))?
+            .connect()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach tend at tcp://{hp}: {e}"))?),
+        Addr::Unix(path) => {
+            let path = path.clone();
+            let shown = path.display().to_string();
+            Endpoint::from_static("http://tend.local")
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
+                }))
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot reach tend at {shown}: {e}; start it with `tend serve`, or point \
+                         --connect/TEND_ADDR at a running one"
+                    )
+                })
+        }
+    }
+}
+
+/// A ProcessService client for `addr`, with `token` (or the state dir's token file for TCP).
+pub async fn process_client(addr: &Addr, token: Option<String>) -> anyhow::Result<ProcessClient> {
+    let token = match (token, addr) {
+        (Some(t), _) => Some(t),
+        (None, Addr::Tcp(_)) => std::fs::read_to_string(config::default_state_dir().join("token"))
+            .ok()
+            .map(|t| t.trim().to_string()),
+        (None, Addr::Unix(_)) => None,
+    };
+    let value = token
+        .map(|t| format!("Bearer {t}").parse())
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("the token holds characters not allowed in a header"))?;
+    let ch = channel(addr).await?;
+    Ok(ProcessServiceClient::with_interceptor(ch, Bearer(value))
+        .max_decoding_message_size(16 << 20))
+}

@@ -1,0 +1,102 @@
+//! `tend ps`, `logs`, `kill`, `wait`, `output`, `rm`: one call each, printed for people.
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio_stream::StreamExt;
+
+use super::connect::ProcessClient;
+use super::run::{exit_code, show};
+use crate::pb;
+
+/// `tend ps`.
+pub async fn ps(mut c: ProcessClient) -> anyhow::Result<i32> {
+    let list = c.list(pb::ListRequest::default()).await?.into_inner();
+    println!("{:<8} {:<16} {:<10} {:>8} {:>8} COMMAND", "ID", "NAME", "STATE", "PID", "AGE");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    for p in list.processes {
+        let state = match &p.exit {
+            Some(x) if x.exit_code.is_some() => format!("exit {}", exit_code(x)),
+            Some(x) => x.signal_name.clone(),
+            None => "running".into(),
+        };
+        let age = (now - p.started_at_unix_ms).max(0) / 1000;
+        println!(
+            "{:<8} {:<16} {:<10} {:>8} {:>7}s {}",
+            p.id,
+            p.name,
+            state,
+            p.pid,
+            age,
+            p.argv.join(" ")
+        );
+    }
+    Ok(0)
+}
+
+/// `tend logs`.
+pub async fn logs(mut c: ProcessClient, id: String, follow: bool, from: u64) -> anyhow::Result<i32> {
+    let mut events = c
+        .connect(pb::ConnectRequest {
+            id,
+            from_offset: from,
+            stream: 0,
+            no_follow: !follow,
+        })
+        .await?
+        .into_inner();
+    while let Some(ev) = events.next().await {
+        show(ev?.event)?;
+    }
+    Ok(0)
+}
+
+/// `tend kill`.
+pub async fn kill(mut c: ProcessClient, id: String, signal: String, leader: bool) -> anyhow::Result<i32> {
+    c.signal(pb::SignalRequest {
+        id,
+        signal,
+        leader_only: leader,
+    })
+    .await?;
+    Ok(0)
+}
+
+/// `tend wait`: exits with the process's code.
+pub async fn wait(mut c: ProcessClient, id: String) -> anyhow::Result<i32> {
+    let r = c
+        .wait(pb::WaitRequest { id, timeout_ms: 0 })
+        .await?
+        .into_inner();
+    let exit = r.process.and_then(|p| p.exit).unwrap_or_default();
+    Ok(exit_code(&exit))
+}
+
+/// `tend output`.
+pub async fn output(mut c: ProcessClient, id: String) -> anyhow::Result<i32> {
+    let r = c
+        .output(pb::OutputRequest { id, options: None })
+        .await?
+        .into_inner();
+    let many = r.output.len() > 1;
+    for s in r.output {
+        if many {
+            let name = pb::Stream::try_from(s.stream)
+                .map(|s| s.as_str_name().trim_start_matches("STREAM_").to_lowercase())
+                .unwrap_or_default();
+            println!("--- {name} ({} bytes) ---", s.total_bytes);
+        }
+        print!("{}", s.text);
+        if !s.text.is_empty() && !s.text.ends_with('\n') {
+            println!();
+        }
+    }
+    Ok(0)
+}
+
+/// `tend rm`.
+pub async fn remove(mut c: ProcessClient, id: String, force: bool) -> anyhow::Result<i32> {
+    c.remove(pb::RemoveRequest { id, force }).await?;
+    Ok(0)
+}

@@ -1,0 +1,8 @@
+//! tend: a daemon that runs and tends processes and PTY sessions for other programs, over gRPC.
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod pb;
+pub mod supervisor;
+pub mod server;
+pub mod service;

@@ -1,0 +1,127 @@
+//! The daemon: listeners, the services with health and reflection, and orderly shutdown.
+mod auth;
+mod socket;
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::service::InterceptorLayer;
+use tonic::transport::Server;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::pb;
+use crate::service::process::ProcessApi;
+use crate::supervisor::Supervisor;
+
+/// How long open streams get to finish after processes are stopped.
+const DRAIN_CONNECTIONS: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What `serve` reports once it listens, e.g. for the plugin handshake.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    pub socket: std::path::PathBuf,
+    pub tcp: Vec<std::net::SocketAddr>,
+}
+
+/// Run the daemon until `shutdown` resolves; then stop every process (SIGTERM, grace, SIGKILL)
+/// and remove the socket. `ready` is called once every listener is bound.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(&Listening),
+) -> Result<()> {
+    let dir = &config.state_dir;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+
+    let socket_path = config.socket_path();
+    let unix = socket::bind(&socket_path).await?;
+    let mut tcp = Vec::new();
+    for addr in &config.tcp {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::io(format!("listen on tcp://{addr}"), e))?;
+        tcp.push(l);
+    }
+    let token = if tcp.is_empty() {
+        None
+    } else {
+        Some(auth::load_or_create(
+            config.token.as_deref(),
+            &config.token_path(),
+        )?)
+    };
+
+    let sup = Supervisor::new(dir, config.limits.clone())?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::process_service_server::ProcessServiceServer<ProcessApi>>()
+        .await;
+    let reflection = || -> Result<_> {
+        let v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+        let v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+        Ok((v1, v1alpha))
+    };
+    let process = pb::process_service_server::ProcessServiceServer::new(ProcessApi::new(sup.clone()));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    {
+        let (v1, v1alpha) = reflection()?;
+        let router = Server::builder()
+            .add_service(health_service.clone())
+            .add_service(v1)
+            .add_service(v1alpha)
+            .add_service(process.clone());
+        let incoming = UnixListenerStream::new(unix);
+        servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())));
+    }
+    let mut tcp_addrs = Vec::new();
+    for l in tcp {
+        tcp_addrs.push(l.local_addr().map_err(|e| Error::io("local_addr", e))?);
+        let (v1, v1alpha) = reflection()?;
+        let check = auth::require(token.clone().expect("a token when listening on TCP"));
+        let router = Server::builder()
+            .layer(InterceptorLayer::new(check))
+            .add_service(health_service.clone())
+            .add_service(v1)
+            .add_service(v1alpha)
+            .add_service(process.clone());
+        let incoming = TcpListenerStream::new(l);
+        servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())));
+    }
+    tracing::info!(socket = %socket_path.display(), tcp = ?tcp_addrs, "tend is serving");
+    ready(&Listening {
+        socket: socket_path.clone(),
+        tcp: tcp_addrs,
+    });
+
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutting down"),
+        Some(r) = servers.join_next() => {
+            tracing::error!(result = ?r, "a listener stopped unexpectedly; shutting down");
+        }
+    }
+    // Processes first: their streams end with their exit events, then the listeners close.
+    sup.shutdown(config.grace).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(DRAIN_CONNECTIONS, async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    let _ = std::fs::remove_file(&socket_path);
+    Ok(())
+}

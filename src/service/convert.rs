@@ -1,0 +1,438 @@
+//! Conversions between the proto messages and the core's types, and the shape checks of requests.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::UNIX_EPOCH;
+
+use crate::config::Limits;
+use crate::error::{Error, Result};
+use crate::pb;
+use crate::supervisor::spec::{PtySize, Spec};
+use crate::supervisor::view::{StreamView, ViewOptions};
+use crate::supervisor::{Chunk, Ended, ExitInfo, Process, StreamKind};
+
+const MAX_NAME: usize = 128;
+const MAX_TAGS: usize = 64;
+const MAX_ARGS: usize = 65_536;
+const MAX_TERMINAL: u32 = 10_000;
+/// A day: longer waits are surely a unit mistake.
+pub const MAX_WAIT_MS: u64 = 86_400_000;
+const MAX_VIEW_BYTES: u32 = 16 << 20;
+
+fn no_nul(field: &str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::invalid(field, "must not contain NUL bytes"));
+    }
+    Ok(())
+}
+
+/// Check a request's process spec and turn it into the core's.
+pub fn spec(
+    spec: Option<pb::ProcessSpec>,
+    request_id: String,
+    limits: &Limits,
+) -> Result<Spec> {
+    let s = spec.ok_or_else(|| Error::invalid("spec", "is required"))?;
+    if s.argv.is_empty() {
+        return Err(Error::invalid("spec.argv", "must not be empty"));
+    }
+    if s.argv[0].is_empty() {
+        return Err(Error::invalid("spec.argv[0]", "must name a program"));
+    }
+    if s.argv.len() > MAX_ARGS {
+        return Err(Error::invalid(
+            "spec.argv",
+            format!("has {} arguments; at most {MAX_ARGS}", s.argv.len()),
+        ));
+    }
+    for (i, a) in s.argv.iter().enumerate() {
+        no_nul(&format!("spec.argv[{i}]"), a)?;
+    }
+    for (k, v) in &s.env {
+        if k.is_empty() || k.contains('=') {
+            return Err(Error::invalid(
+                format!("spec.env[{k:?}]"),
+                "names must be non-empty and hold no '='",
+            ));
+        }
+        no_nul(&format!("spec.env[{k:?}]"), k)?;
+        no_nul(&format!("spec.env[{k:?}]"), v)?;
+    }
+    no_nul("spec.cwd", &s.cwd)?;
+    if s.tags.len() > MAX_TAGS {
+        return Err(Error::invalid(
+            "spec.tags",
+            format!("has {} tags; at most {MAX_TAGS}", s.tags.len()),
+        ));
+    }
+    let size: usize = s.argv.iter().map(String::len).sum::<usize>()
+        + s.env.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        + s.tags.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        + s.cwd.len();
+    if size > limits.max_spec_bytes {
+        return Err(Error::invalid(
+            "spec",
+            format!(
+                "argv, env, cwd and tags hold {size} bytes; at most {}",
+                limits.max_spec_bytes
+            ),
+        ));
+    }
+    if s.name.len() > MAX_NAME {
+        return Err(Error::invalid(
+            "spec.name",
+            format!("is {} bytes; at most {MAX_NAME}", s.name.len()),
+        ));
+    }
+    if s.name.starts_with("p-") || s.name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(Error::invalid(
+            "spec.name",
+            "must not start with \"p-\" (ids do) or hold control characters or '/'",
+        ));
+    }
+    if request_id.len() > MAX_NAME {
+        return Err(Error::invalid(
+            "request_id",
+            format!("is {} bytes; at most {MAX_NAME}", request_id.len()),
+        ));
+    }
+    let pty = s.pty.map(|p| pty_size("spec.pty", p)).transpose()?;
+    match s.environment_id.as_str() {
+        "" | "native" => {}
+        other => {
+            return Err(Error::NotFound(format!(
+                "spec.environment_id: no environment {other:?}; this daemon runs \"native\" only"
+            )))
+        }
+    }
+    Ok(Spec {
+        argv: s.argv,
+        env: s.env.into_iter().collect(),
+        cwd: (!s.cwd.is_empty()).then(|| PathBuf::from(s.cwd)),
+        tags: s.tags.into_iter().collect(),
+        name: (!s.name.is_empty()).then_some(s.name),
+        pty,
+        stdin: s.stdin,
+        non_interactive: s.non_interactive,
+        clear_env: s.clear_env,
+        environment: "native".into(),
+        request_id: (!request_id.is_empty()).then_some(request_id),
+    })
+}
+
+/// Check a terminal size.
+pub fn pty_size(field: &str, p: pb::PtySize) -> Result<PtySize> {
+    let ok = |v: u32| (1..=MAX_TERMINAL).contains(&v);
+    if !ok(p.rows) || !ok(p.cols) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "rows and cols must be 1 to {MAX_TERMINAL} (got {}x{})",
+                p.rows, p.cols
+            ),
+        ));
+    }
+    Ok(PtySize {
+        rows: p.rows as u16,
+        cols: p.cols as u16,
+    })
+}
+
+/// Check a process id field.
+pub fn id(field: &str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::invalid(field, "is required (a process id or name)"));
+    }
+    if id.len() > MAX_NAME {
+        return Err(Error::invalid(field, format!("is longer than {MAX_NAME} bytes")));
+    }
+    Ok(())
+}
+
+/// Check a wait in milliseconds.
+pub fn wait_ms(field: &str, ms: u64) -> Result<Option<std::time::Duration>> {
+    if ms > MAX_WAIT_MS {
+        return Err(Error::invalid(
+            field,
+            format!("{ms} ms is more than a day ({MAX_WAIT_MS})"),
+        ));
+    }
+    Ok((ms > 0).then(|| std::time::Duration::from_millis(ms)))
+}
+
+/// The proto stream from ours.
+pub fn stream_to_pb(k: StreamKind) -> pb::Stream {
+    match k {
+        StreamKind::Stdout => pb::Stream::Stdout,
+        StreamKind::Stderr => pb::Stream::Stderr,
+        StreamKind::Pty => pb::Stream::Pty,
+    }
+}
+
+/// The streams a request selects of a process; `Unspecified` is all of them.
+pub fn streams(field: &str, raw: i32, p: &Process) -> Result<Vec<StreamKind>> {
+    let kinds = p.output.kinds();
+    let want = match pb::Stream::try_from(raw) {
+        Ok(pb::Stream::Unspecified) => return Ok(kinds),
+        Ok(pb::Stream::Stdout) => StreamKind::Stdout,
+        Ok(pb::Stream::Stderr) => StreamKind::Stderr,
+        Ok(pb::Stream::Pty) => StreamKind::Pty,
+        Err(_) => return Err(Error::invalid(field, format!("unknown stream {raw}"))),
+    };
+    if !kinds.contains(&want) {
+        let has = if kinds.contains(&StreamKind::Pty) {
+            "it runs in a PTY: use STREAM_PTY"
+        } else {
+            "it has no PTY: use STREAM_STDOUT or STREAM_STDERR"
+        };
+        return Err(Error::invalid(
+            field,
+            format!("{} has no {:?} stream; {has}", p.id, want),
+        ));
+    }
+    Ok(vec![want])
+}
+
+/// The view options of a request, defaults filled in.
+pub fn view_options(o: Option<&pb::OutputOptions>) -> Result<ViewOptions> {
+    let d = ViewOptions::default();
+    let Some(o) = o else { return Ok(d) };
+    let pick = |field: &str, v: u32, default: usize| -> Result<usize> {
+        if v > MAX_VIEW_BYTES {
+            return Err(Error::invalid(
+                field,
+                format!("{v} is more than {MAX_VIEW_BYTES}"),
+            ));
+        }
+        Ok(if v == 0 { default } else { v as usize })
+    };
+    Ok(ViewOptions {
+        head_bytes: pick("output.head_bytes", o.head_bytes, d.head_bytes)?,
+        tail_bytes: pick("output.tail_bytes", o.tail_bytes, d.tail_bytes)?,
+        max_line_bytes: pick("output.max_line_bytes", o.max_line_bytes, d.max_line_bytes)?,
+    })
+}
+
+/// A stream view as sent.
+pub fn view_to_pb(v: StreamView) -> pb::StreamOutput {
+    pb::StreamOutput {
+        stream: stream_to_pb(v.kind) as i32,
+        truncated: v.truncated(),
+        text: v.text,
+        total_bytes: v.total_bytes,
+        omitted_bytes: v.omitted_bytes,
+        cut_lines: v.cut_lines,
+        cut_line_bytes: v.cut_line_bytes,
+    }
+}
+
+/// An exit as sent.
+pub fn exit_to_pb(e: &ExitInfo) -> pb::ExitStatus {
+    let mut s = pb::ExitStatus {
+        wall_duration_ms: e.wall.as_millis() as u64,
+        output_drain_timed_out: e.drain_timed_out,
+        ..Default::default()
+    };
+    match e.ended {
+        Ended::Code(c) => s.exit_code = Some(c),
+        Ended::Signal {
+            signal,
+            core_dumped,
+        } => {
+            s.signal = Some(signal);
+            s.core_dumped = core_dumped;
+            s.signal_name = nix::sys::signal::Signal::try_from(signal)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| format!("SIG{signal}"));
+        }
+    }
+    s
+}
+
+/// A process as sent.
+pub fn info(p: &Process) -> pb::ProcessInfo {
+    let exit = p.exit();
+    pb::ProcessInfo {
+        id: p.id.clone(),
+        name: p.spec.name.clone().unwrap_or_default(),
+        argv: p.spec.argv.clone(),
+        cwd: p
+            .spec
+            .cwd
+            .as_ref()
+            .map(|c| c.display().to_string())
+            .unwrap_or_default(),
+        tags: p.spec.tags.clone().into_iter().collect(),
+        state: if exit.is_some() {
+            pb::ProcessState::Exited
+        } else {
+            pb::ProcessState::Running
+        } as i32,
+        pid: p.pid,
+        pgid: p.pid,
+        pty: p.pty_size().map(|s| pb::PtySize {
+            rows: s.rows.into(),
+            cols: s.cols.into(),
+        }),
+        stdin_open: p.input_open(),
+        started_at_unix_ms: p
+            .started_at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        exit: exit.as_ref().map(exit_to_pb),
+        streams: p
+            .output
+            .stats()
+            .into_iter()
+            .map(|s| pb::StreamInfo {
+                stream: stream_to_pb(s.kind) as i32,
+                total_bytes: s.total,
+                tail_offset: s.tail_offset,
+                head_bytes: s.head_len,
+            })
+            .collect(),
+        environment_id: p.spec.environment.clone(),
+        request_id: p.spec.request_id.clone().unwrap_or_default(),
+    }
+}
+
+/// An output chunk as an event.
+pub fn chunk_event(c: Chunk) -> pb::ProcessEvent {
+    use pb::process_event::Kind;
+    pb::ProcessEvent {
+        kind: Some(match c {
+            Chunk::Data {
+                stream,
+                offset,
+                data,
+            } => Kind::Data(pb::DataEvent {
+                stream: stream_to_pb(stream) as i32,
+                offset,
+                data,
+            }),
+            Chunk::Gap {
+                stream,
+                offset,
+                len,
+            } => Kind::Gap(pb::GapEvent {
+                stream: stream_to_pb(stream) as i32,
+                offset,
+                length: len,
+            }),
+        }),
+    }
+}
+
+/// Parse "SIGTERM", "TERM", "term" or "15"; empty is SIGTERM.
+pub fn signal(field: &str, s: &str) -> Result<i32> {
+    use nix::sys::signal::Signal;
+    use std::str::FromStr;
+    if s.is_empty() {
+        return Ok(libc::SIGTERM);
+    }
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n)
+            .map(|sig| sig as i32)
+            .map_err(|_| Error::invalid(field, format!("{n} is not a signal number")));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name)
+        .map(|sig| sig as i32)
+        .map_err(|_| Error::invalid(field, format!("{s:?} is not a signal (try TERM, KILL, INT, HUP or a number)")))
+}
+
+/// Tags of a List filter.
+pub fn tags(t: std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
+    t.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(f: impl FnOnce(&mut pb::ProcessSpec)) -> Result<Spec> {
+        let mut s = pb::ProcessSpec {
+            argv: vec!["true".into()],
+            ..Default::default()
+        };
+        f(&mut s);
+        spec(Some(s), String::new(), &Limits::default())
+    }
+
+    #[test]
+    fn bad_specs_name_the_field() {
+        let cases: Vec<(Box<dyn FnOnce(&mut pb::ProcessSpec)>, &str)> = vec![
+            (Box::new(|s| s.argv.clear()), "spec.argv:"),
+            (Box::new(|s| s.argv = vec!["".into()]), "spec.argv[0]:"),
+            (Box::new(|s| s.argv.push("a\0b".into())), "spec.argv[1]:"),
+            (
+                Box::new(|s| {
+                    s.env.insert("K".into(), "v\0".into());
+                }),
+                "spec.env[\"K\"]:",
+            ),
+            (
+                Box::new(|s| {
+                    s.env.insert("A=B".into(), "v".into());
+                }),
+                "spec.env[\"A=B\"]:",
+            ),
+            (Box::new(|s| s.cwd = "/tmp\0".into()), "spec.cwd:"),
+            (
+                Box::new(|s| s.pty = Some(pb::PtySize { rows: 0, cols: 80 })),
+                "spec.pty:",
+            ),
+            (
+                Box::new(|s| {
+                    s.pty = Some(pb::PtySize {
+                        rows: 24,
+                        cols: 100_000,
+                    })
+                }),
+                "spec.pty:",
+            ),
+            (Box::new(|s| s.name = "x".repeat(200)), "spec.name:"),
+            (Box::new(|s| s.argv.push("x".repeat(2 << 20))), "spec:"),
+        ];
+        for (f, want) in cases {
+            let err = req(f).unwrap_err();
+            assert!(err.to_string().starts_with(want), "{err} !~ {want}");
+            assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        }
+        assert!(spec(None, String::new(), &Limits::default())
+            .unwrap_err()
+            .to_string()
+            .starts_with("spec:"));
+    }
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(signal("signal", "").unwrap(), libc::SIGTERM);
+        assert_eq!(signal("signal", "kill").unwrap(), libc::SIGKILL);
+        assert_eq!(signal("signal", "SIGINT").unwrap(), libc::SIGINT);
+        assert_eq!(signal("signal", "HUP").unwrap(), libc::SIGHUP);
+        assert_eq!(signal("signal", "9").unwrap(), libc::SIGKILL);
+        assert!(signal("signal", "SIGNOPE").is_err());
+        assert!(signal("signal", "999").is_err());
+        assert!(signal("signal", "-1").is_err());
+    }
+
+    #[test]
+    fn absurd_waits_and_sizes_are_refused() {
+        assert!(wait_ms("wait_timeout_ms", MAX_WAIT_MS + 1).is_err());
+        assert_eq!(wait_ms("wait_timeout_ms", 0).unwrap(), None);
+        let o = pb::OutputOptions {
+            head_bytes: u32::MAX,
+            ..Default::default()
+        };
+        assert!(view_options(Some(&o))
+            .unwrap_err()
+            .to_string()
+            .starts_with("output.head_bytes"));
+    }
+}

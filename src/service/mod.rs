@@ -1,0 +1,4 @@
+//! The gRPC services: thin adapters from proto requests to the core.
+pub mod convert;
+pub mod process;
+mod stream;

@@ -1,0 +1,305 @@
+//! The ProcessService adapter: validate, call the supervisor, map errors.
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::convert;
+use super::stream::{pump, CHANNEL_DEPTH};
+use crate::error::Error;
+use crate::pb;
+use crate::pb::process_service_server::ProcessService;
+use crate::supervisor::{view, Cursor, ListFilter, Process, Supervisor};
+
+/// The service over a supervisor.
+pub struct ProcessApi {
+    sup: Supervisor,
+}
+
+impl ProcessApi {
+    /// Serve `sup`.
+    pub fn new(sup: Supervisor) -> Self {
+        ProcessApi { sup }
+    }
+
+    fn find(&self, field: &str, id: &str) -> Result<Arc<Process>, Error> {
+        convert::id(field, id)?;
+        self.sup.get(id)
+    }
+}
+
+type EventStream<R> = Pin<Box<dyn Stream<Item = Result<R, Status>> + Send>>;
+
+fn started<R>(p: &Process, wrap: fn(pb::ProcessEvent) -> R) -> R {
+    wrap(pb::ProcessEvent {
+        kind: Some(pb::process_event::Kind::Started(convert::info(p))),
+    })
+}
+
+#[tonic::async_trait]
+impl ProcessService for ProcessApi {
+    async fn start(
+        &self,
+        request: Request<pb::StartRequest>,
+    ) -> Result<Response<pb::StartResponse>, Status> {
+        let r = request.into_inner();
+        let wait = convert::wait_ms("wait_timeout_ms", r.wait_timeout_ms)?;
+        let opts = convert::view_options(r.output.as_ref())?;
+        let spec = convert::spec(r.spec, r.request_id, self.sup.limits())?;
+        let p = self.sup.start(spec)?;
+        let mut resp = pb::StartResponse::default();
+        if let Some(wait) = wait {
+            if self.sup.wait(&p, Some(wait)).await {
+                let raw = r.output.as_ref().map_or(0, |o| o.stream);
+                resp.output = convert::streams("output.stream", raw, &p)?
+                    .into_iter()
+                    .map(|k| convert::view_to_pb(view::view(&p.output, k, opts)))
+                    .collect();
+            } else {
+                resp.timed_out = true;
+            }
+        }
+        resp.process = Some(convert::info(&p));
+        Ok(Response::new(resp))
+    }
+
+    type RunStream = EventStream<pb::RunResponse>;
+
+    async fn run(
+        &self,
+        request: Request<pb::RunRequest>,
+    ) -> Result<Response<Self::RunStream>, Status> {
+        let r = request.into_inner();
+        let spec = convert::spec(r.spec, r.request_id, self.sup.limits())?;
+        let p = self.sup.start(spec)?;
+        let wrap = |e| pb::RunResponse { event: Some(e) };
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let _ = tx.try_send(Ok(started(&p, wrap)));
+        let cursor = Cursor::new(&p.output.kinds(), 0);
+        tokio::spawn(pump(p, cursor, true, tx, wrap));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type ConnectStream = EventStream<pb::ConnectResponse>;
+
+    async fn connect(
+        &self,
+        request: Request<pb::ConnectRequest>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let r = request.into_inner();
+        let p = self.find("id", &r.id)?;
+        let kinds = convert::streams("stream", r.stream, &p)?;
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let cursor = Cursor::new(&kinds, r.from_offset);
+        let wrap = |e| pb::ConnectResponse { event: Some(e) };
+        tokio::spawn(pump(p, cursor, !r.no_follow, tx, wrap));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type AttachStream = EventStream<pb::AttachResponse>;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<pb::AttachRequest>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        use pb::attach_request::Kind;
+        let mut inbound = request.into_inner();
+        let open = match inbound.next().await {
+            Some(Ok(pb::AttachRequest {
+                kind: Some(Kind::Open(open)),
+            })) => open,
+            Some(Err(status)) => return Err(status),
+            _ => {
+                return Err(Error::invalid(
+                    "open",
+                    "the first AttachRequest must be `open` naming the process",
+                )
+                .into())
+            }
+        };
+        let p = self.find("open.id", &open.id)?;
+        let kinds = p.output.kinds();
+        let cursor = match open.from_offset {
+            Some(off) => Cursor::new(&kinds, off),
+            None => {
+                let back = if open.replay_bytes == 0 {
+                    64 << 10
+                } else {
+                    open.replay_bytes
+                };
+                p.output.cursor_from_end(&kinds, back.into())
+            }
+        };
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let wrap = |e| pb::AttachResponse { event: Some(e) };
+        tokio::spawn(pump(p.clone(), cursor, true, tx.clone(), wrap));
+
+        let max_input = self.sup.limits().max_input_bytes;
+        let read_only = open.read_only;
+        tokio::spawn(async move {
+            while let Some(msg) = inbound.next().await {
+                let Ok(msg) = msg else { return };
+                let result = match msg.kind {
+                    _ if read_only => Err(Error::FailedPrecondition(format!(
+                        "attached to {} read-only; attach again without read_only to send input",
+                        p.id
+                    ))),
+                    Some(Kind::Input(data)) if data.len() > max_input => Err(Error::invalid(
+                        "input",
+                        format!("{} bytes in one message; at most {max_input}", data.len()),
+                    )),
+                    Some(Kind::Input(data)) => p.send_input(data).map(drop),
+                    Some(Kind::Resize(size)) => {
+                        convert::pty_size("resize", size).and_then(|s| p.resize(s))
+                    }
+                    Some(Kind::CloseInput(true)) => p.close_input(),
+                    Some(Kind::CloseInput(false)) | None => Ok(()),
+                    Some(Kind::Open(_)) => Err(Error::invalid(
+                        "open",
+                        "the session is already open; send input, resize or close_input",
+                    )),
+                };
+                if let Err(e) = result {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn send_input(
+        &self,
+        request: Request<pb::SendInputRequest>,
+    ) -> Result<Response<pb::SendInputResponse>, Status> {
+        let r = request.into_inner();
+        let p = self.find("id", &r.id)?;
+        let max = self.sup.limits().max_input_bytes;
+        if r.data.len() > max {
+            return Err(Error::invalid(
+                "data",
+                format!("{} bytes; at most {max} per call", r.data.len()),
+            )
+            .into());
+        }
+        let n = p.send_input(r.data)?;
+        Ok(Response::new(pb::SendInputResponse {
+            bytes_accepted: n as u64,
+        }))
+    }
+
+    async fn close_input(
+        &self,
+        request: Request<pb::CloseInputRequest>,
+    ) -> Result<Response<pb::CloseInputResponse>, Status> {
+        let r = request.into_inner();
+        self.find("id", &r.id)?.close_input()?;
+        Ok(Response::new(pb::CloseInputResponse {}))
+    }
+
+    async fn resize(
+        &self,
+        request: Request<pb::ResizeRequest>,
+    ) -> Result<Response<pb::ResizeResponse>, Status> {
+        let r = request.into_inner();
+        let p = self.find("id", &r.id)?;
+        let size = r
+            .size
+            .ok_or_else(|| Error::invalid("size", "is required"))?;
+        p.resize(convert::pty_size("size", size)?)?;
+        Ok(Response::new(pb::ResizeResponse {}))
+    }
+
+    async fn signal(
+        &self,
+        request: Request<pb::SignalRequest>,
+    ) -> Result<Response<pb::SignalResponse>, Status> {
+        let r = request.into_inner();
+        let p = self.find("id", &r.id)?;
+        let sig = convert::signal("signal", &r.signal)?;
+        self.sup.signal(&p, sig, r.leader_only)?;
+        Ok(Response::new(pb::SignalResponse {}))
+    }
+
+    async fn wait(
+        &self,
+        request: Request<pb::WaitRequest>,
+    ) -> Result<Response<pb::WaitResponse>, Status> {
+        let r = request.into_inner();
+        let p = self.find("id", &r.id)?;
+        let timeout = convert::wait_ms("timeout_ms", r.timeout_ms)?;
+        let exited = self.sup.wait(&p, timeout).await;
+        Ok(Response::new(pb::WaitResponse {
+            process: Some(convert::info(&p)),
+            timed_out: !exited,
+        }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let r = request.into_inner();
+        let p = self.find("id", &r.id)?;
+        Ok(Response::new(pb::GetResponse {
+            process: Some(convert::info(&p)),
+        }))
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let r = request.into_inner();
+        let running = match pb::ProcessState::try_from(r.state) {
+            Ok(pb::ProcessState::Unspecified) => None,
+            Ok(pb::ProcessState::Running) => Some(true),
+            Ok(pb::ProcessState::Exited) => Some(false),
+            Err(_) => {
+                return Err(Error::invalid("state", format!("unknown state {}", r.state)).into())
+            }
+        };
+        let filter = ListFilter {
+            running,
+            tags: convert::tags(r.tags),
+        };
+        let processes = self
+            .sup
+            .list(&filter)
+            .iter()
+            .map(|p| convert::info(p))
+            .collect();
+        Ok(Response::new(pb::ListResponse { processes }))
+    }
+
+    async fn output(
+        &self,
+        request: Request<pb::OutputRequest>,
+    ) -> Result<Response<pb::OutputResponse>, Status> {
+        let r = request.into_inner();
+        let p = self.find("id", &r.id)?;
+        let opts = convert::view_options(r.options.as_ref())?;
+        let raw = r.options.as_ref().map_or(0, |o| o.stream);
+        let output = convert::streams("options.stream", raw, &p)?
+            .into_iter()
+            .map(|k| convert::view_to_pb(view::view(&p.output, k, opts)))
+            .collect();
+        Ok(Response::new(pb::OutputResponse {
+            process: Some(convert::info(&p)),
+            output,
+        }))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<pb::RemoveRequest>,
+    ) -> Result<Response<pb::RemoveResponse>, Status> {
+        let r = request.into_inner();
+        convert::id("id", &r.id)?;
+        self.sup.remove(&r.id, r.force).await?;
+        Ok(Response::new(pb::RemoveResponse {}))
+    }
+}

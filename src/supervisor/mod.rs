@@ -1,0 +1,490 @@
+//! The process supervisor: the table of processes, starting them, their output and exit, signals,
+//! retention and shutdown. Knows nothing of gRPC.
+mod input;
+pub mod output;
+mod process;
+pub mod reaper;
+pub mod records;
+mod spawn;
+pub mod spec;
+pub mod view;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+
+pub use self::output::{Chunk, Cursor, Read, StreamKind, StreamStats};
+pub use self::process::{ExitInfo, Process};
+pub use self::reaper::Ended;
+use self::input::{CloseBy, Input};
+use self::records::{group_members, Owner, Records};
+use self::spawn::ChildIo;
+use self::spec::Spec;
+use crate::config::Limits;
+use crate::error::{Error, Result};
+
+/// Filters of `list`.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub running: Option<bool>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Runs processes and keeps what they wrote.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    limits: Limits,
+    records: Records,
+    reaper: Arc<reaper::Reaper>,
+    table: Mutex<Table>,
+    shutting_down: AtomicBool,
+}
+
+#[derive(Default)]
+struct Table {
+    next: u64,
+    procs: BTreeMap<u64, Arc<Process>>,
+    ids: HashMap<String, u64>,
+    names: HashMap<String, u64>,
+    requests: HashMap<String, u64>,
+    running: usize,
+    /// Groups whose leader exited while other members lived on, by pgid, with their record id.
+    lingering: HashMap<u32, String>,
+}
+
+impl Table {
+    fn insert(&mut self, p: Arc<Process>) {
+        self.ids.insert(p.id.clone(), p.seq);
+        if let Some(name) = &p.spec.name {
+            self.names.insert(name.clone(), p.seq);
+        }
+        if let Some(req) = &p.spec.request_id {
+            self.requests.insert(req.clone(), p.seq);
+        }
+        self.procs.insert(p.seq, p);
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<Arc<Process>> {
+        let p = self.procs.remove(&seq)?;
+        self.ids.remove(&p.id);
+        if let Some(name) = &p.spec.name {
+            self.names.remove(name);
+        }
+        if let Some(req) = &p.spec.request_id {
+            self.requests.remove(req);
+        }
+        Some(p)
+    }
+}
+
+/// Bytes read from a pipe per wake-up.
+const READ_CHUNK: usize = 256 << 10;
+
+impl Supervisor {
+    /// A supervisor keeping its records in `state_dir`. Sweeps the groups a dead predecessor
+    /// left first. Must run inside a tokio runtime.
+    pub fn new(state_dir: &std::path::Path, limits: Limits) -> Result<Supervisor> {
+        let records = Records::open(state_dir, Owner::current()?)?;
+        let swept = records.sweep();
+        if swept.removed > 0 {
+            tracing::info!(
+                records = swept.removed,
+                killed = ?swept.killed,
+                "swept process groups left by a previous daemon"
+            );
+        }
+        Ok(Supervisor {
+            inner: Arc::new(Inner {
+                limits,
+                records,
+                reaper: reaper::Reaper::start(),
+                table: Mutex::new(Table::default()),
+                shutting_down: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.inner.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Start a process. A spec with a request id seen before returns that first process.
+    pub fn start(&self, spec: Spec) -> Result<Arc<Process>> {
+        if self.inner.shutting_down.load(Ordering::Acquire) {
+            return Err(Error::Unavailable(
+                "the daemon is shutting down; start the process on another daemon".into(),
+            ));
+        }
+        spec.check_cwd()?;
+        let env = spec.environment();
+        let program = spec::resolve_program(&spec.argv[0], &env, spec.cwd.as_deref())?;
+
+        // The table stays locked through the fork so that two retries with one request id, or two
+        // starts with one name, cannot both run.
+        let mut table = self.table();
+        if let Some(req) = &spec.request_id {
+            if let Some(p) = table.requests.get(req).and_then(|s| table.procs.get(s)) {
+                if p.spec.argv != spec.argv {
+                    return Err(Error::AlreadyExists(format!(
+                        "request_id {req:?} already started {} with another argv ({:?})",
+                        p.id, p.spec.argv
+                    )));
+                }
+                return Ok(p.clone());
+            }
+        }
+        if let Some(name) = &spec.name {
+            if let Some(p) = table.names.get(name).and_then(|s| table.procs.get(s)) {
+                return Err(Error::AlreadyExists(format!(
+                    "spec.name {name:?} is taken by {}; remove it or choose another name",
+                    p.id
+                )));
+            }
+        }
+        if table.running >= self.inner.limits.max_running {
+            return Err(Error::ResourceExhausted(format!(
+                "{} processes are running, the limit; wait for some to exit or raise --max-running",
+                table.running
+            )));
+        }
+        table.next += 1;
+        let seq = table.next;
+        let id = format!("p-{seq}");
+        let record = self.inner.records.for_child(&id)?;
+        let spawned = spawn::spawn(&spec, &program, &env, record, &self.inner.reaper)
+            .inspect_err(|_| self.inner.records.remove(&id))?;
+        let limits = &self.inner.limits;
+        let max_pending = limits.max_pending_input;
+
+        let (kinds, input, master, readers) = match spawned.io {
+            ChildIo::Pipes {
+                stdin,
+                stdout,
+                stderr,
+            } => {
+                let input = stdin.map(|fd| {
+                    let sink = Box::new(std::fs::File::from(fd));
+                    (Input::start(&id, sink, CloseBy::Drop, max_pending), CloseBy::Drop)
+                });
+                (
+                    vec![StreamKind::Stdout, StreamKind::Stderr],
+                    input,
+                    None,
+                    Readers::Pipes(vec![(StreamKind::Stdout, stdout), (StreamKind::Stderr, stderr)]),
+                )
+            }
+            ChildIo::Pty { master } => {
+                let reader = master.try_clone_reader();
+                let writer = master.take_writer();
+                let (reader, writer) = match (reader, writer) {
+                    (Ok(r), Ok(w)) => (r, w),
+                    (Err(e), _) | (_, Err(e)) => {
+                        // SAFETY: kill(2) of the group we just created.
+                        unsafe { libc::kill(-(spawned.pid as i32), libc::SIGKILL) };
+                        return Err(Error::Internal(format!("open the PTY master: {e}")));
+                    }
+                };
+                (
+                    vec![StreamKind::Pty],
+                    Some((Input::start(&id, writer, CloseBy::Eot, max_pending), CloseBy::Eot)),
+                    Some(master),
+                    Readers::Pty(reader),
+                )
+            }
+        };
+        let output = output::Output::new(&kinds, limits.head_bytes, limits.tail_bytes);
+        let pid = spawned.pid;
+        let process = Arc::new(Process::new(id.clone(), seq, spec, pid, output, input, master));
+        table.insert(process.clone());
+        table.running += 1;
+        drop(table);
+
+        if let Err(e) = self.inner.records.complete(&id, pid) {
+            tracing::warn!(id, error = %e, "cannot complete the pgid record");
+        }
+        let pipe_tasks = readers.start(&process);
+        let this = self.clone();
+        let p = process.clone();
+        tokio::spawn(async move { this.lifecycle(p, spawned.exit, pipe_tasks).await });
+        Ok(process)
+    }
+
+    /// Wait for the leader, drain output (bounded), record the exit, clean up.
+    async fn lifecycle(
+        self,
+        p: Arc<Process>,
+        exit: tokio::sync::oneshot::Receiver<Ended>,
+        pipe_tasks: Vec<tokio::task::JoinHandle<()>>,
+    ) {
+        let ended = exit.await.unwrap_or(Ended::Signal {
+            signal: libc::SIGKILL,
+            core_dumped: false,
+        });
+        let wall = p.started.elapsed();
+        let deadline = tokio::time::Instant::now() + self.inner.limits.drain_timeout;
+        let mut changed = p.output.subscribe();
+        let mut drain_timed_out = false;
+        while !p.output.all_eof() {
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    drain_timed_out = !p.output.all_eof();
+                    break;
+                }
+            }
+        }
+        for t in pipe_tasks {
+            t.abort();
+        }
+        p.drop_input();
+        p.output.finish(ExitInfo {
+            ended,
+            wall,
+            drain_timed_out,
+        });
+
+        let mut table = self.table();
+        table.running -= 1;
+        if group_members(p.pid).is_empty() {
+            self.inner.records.remove(&p.id);
+        } else {
+            table.lingering.insert(p.pid, p.id.clone());
+        }
+        self.evict(&mut table);
+    }
+
+    /// Drop the oldest exited processes beyond the retention limits.
+    fn evict(&self, table: &mut Table) {
+        let limits = &self.inner.limits;
+        let exited: Vec<(u64, u64)> = table
+            .procs
+            .values()
+            .filter(|p| !p.running())
+            .map(|p| (p.seq, p.output.retained_bytes()))
+            .collect();
+        let mut count = exited.len();
+        let mut bytes: u64 = exited.iter().map(|e| e.1).sum();
+        for (seq, size) in exited {
+            if count <= limits.max_exited && bytes <= limits.max_exited_bytes {
+                break;
+            }
+            table.remove(seq);
+            count -= 1;
+            bytes -= size;
+        }
+    }
+
+    /// A process by id or name.
+    pub fn get(&self, id: &str) -> Result<Arc<Process>> {
+        let table = self.table();
+        table
+            .ids
+            .get(id)
+            .or_else(|| table.names.get(id))
+            .and_then(|s| table.procs.get(s))
+            .cloned()
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no process {id:?}: it never existed, was removed, or was evicted after exit; \
+                     List shows the known ones"
+                ))
+            })
+    }
+
+    /// Processes matching the filter, oldest first.
+    pub fn list(&self, filter: &ListFilter) -> Vec<Arc<Process>> {
+        self.table()
+            .procs
+            .values()
+            .filter(|p| filter.running.is_none_or(|r| p.running() == r))
+            .filter(|p| {
+                filter
+                    .tags
+                    .iter()
+                    .all(|(k, v)| p.spec.tags.get(k) == Some(v))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Send `signal` to the process group, or only to the leader.
+    pub fn signal(&self, p: &Process, signal: i32, leader_only: bool) -> Result<()> {
+        let running = p.running();
+        if !running {
+            let lingering = self.table().lingering.contains_key(&p.pid);
+            if leader_only || !lingering || group_members(p.pid).is_empty() {
+                return Err(Error::FailedPrecondition(format!(
+                    "{} has exited and nothing is left in its group to signal",
+                    p.id
+                )));
+            }
+        }
+        let target = if leader_only {
+            p.pid as i32
+        } else {
+            -(p.pid as i32)
+        };
+        // SAFETY: kill(2); the pgid is ours while the leader is unreaped or members remain.
+        if unsafe { libc::kill(target, signal) } != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ESRCH) {
+                return Err(Error::FailedPrecondition(format!(
+                    "{} is exiting; nothing is left to signal",
+                    p.id
+                )));
+            }
+            return Err(Error::io(format!("signal {}", p.id), err));
+        }
+        Ok(())
+    }
+
+    /// Wait until the process exits or `timeout` passes; true when it exited.
+    pub async fn wait(&self, p: &Process, timeout: Option<Duration>) -> bool {
+        let mut changed = p.output.subscribe();
+        let until = async {
+            while p.running() {
+                if changed.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        match timeout {
+            Some(t) => tokio::time::timeout(t, until).await.is_ok(),
+            None => {
+                until.await;
+                true
+            }
+        }
+    }
+
+    /// Forget a process; a running one only with `force`, which kills its group first.
+    pub async fn remove(&self, id: &str, force: bool) -> Result<()> {
+        let p = self.get(id)?;
+        if p.running() {
+            if !force {
+                return Err(Error::FailedPrecondition(format!(
+                    "{} is running; Signal it and Wait, or Remove with force",
+                    p.id
+                )));
+            }
+            // SAFETY: kill(2) of a group whose leader we have not reaped.
+            unsafe { libc::kill(-(p.pid as i32), libc::SIGKILL) };
+            self.wait(&p, Some(self.inner.limits.drain_timeout + Duration::from_secs(5)))
+                .await;
+        }
+        let mut table = self.table();
+        table.remove(p.seq);
+        Ok(())
+    }
+
+    /// Stop everything: SIGTERM every group, wait up to `grace`, SIGKILL what is left, and
+    /// remove the records of groups that are gone.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        let groups = |s: &Self| -> Vec<(u32, String)> {
+            let table = s.table();
+            let mut g: Vec<(u32, String)> = table
+                .procs
+                .values()
+                .filter(|p| p.running())
+                .map(|p| (p.pid, p.id.clone()))
+                .collect();
+            g.extend(table.lingering.iter().map(|(k, v)| (*k, v.clone())));
+            g
+        };
+        let targets = groups(self);
+        let send = |sig| {
+            for (pgid, _) in &targets {
+                // SAFETY: kill(2) of our own groups.
+                unsafe { libc::kill(-(*pgid as i32), sig) };
+            }
+        };
+        send(libc::SIGTERM);
+        let all_gone = || targets.iter().all(|(pgid, _)| group_members(*pgid).is_empty());
+        let deadline = Instant::now() + grace;
+        while !all_gone() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !all_gone() {
+            send(libc::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !all_gone() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        for (pgid, id) in &targets {
+            if group_members(*pgid).is_empty() {
+                self.inner.records.remove(id);
+            }
+        }
+    }
+}
+
+/// The tasks that move a child's output into its log.
+enum Readers {
+    Pipes(Vec<(StreamKind, std::os::fd::OwnedFd)>),
+    Pty(Box<dyn std::io::Read + Send>),
+}
+
+impl Readers {
+    fn start(self, p: &Arc<Process>) -> Vec<tokio::task::JoinHandle<()>> {
+        match self {
+            Readers::Pipes(pipes) => pipes
+                .into_iter()
+                .map(|(kind, fd)| {
+                    let p = p.clone();
+                    tokio::spawn(async move {
+                        let mut rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+                            Ok(rx) => rx,
+                            Err(e) => {
+                                tracing::error!(id = p.id, error = %e, "cannot read output");
+                                p.output.eof(kind);
+                                return;
+                            }
+                        };
+                        let mut buf = vec![0u8; READ_CHUNK];
+                        loop {
+                            match rx.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => p.output.append(kind, &buf[..n]),
+                            }
+                        }
+                        p.output.eof(kind);
+                    })
+                })
+                .collect(),
+            Readers::Pty(mut reader) => {
+                let p = p.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("tend-pty-{}", p.id))
+                    .spawn(move || {
+                        let mut buf = vec![0u8; 64 << 10];
+                        loop {
+                            // EIO on the master means every slave end is closed: end of file.
+                            match reader.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => p.output.append(StreamKind::Pty, &buf[..n]),
+                            }
+                        }
+                        p.output.eof(StreamKind::Pty);
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "cannot start a PTY reader thread");
+                }
+                Vec::new()
+            }
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! Output logs: per stream, a bounded head and a bounded tail ring addressed by byte offset, and
+//! cursors that replay and follow them without ever blocking the writer.
+//!
+//! Readers pull from the shared log with their own cursor, so replay and subscription are one
+//! thing: there is no moment between "replay done" and "subscribed" for a byte to fall into. A
+//! reader that falls behind the ring gets a gap for the bytes overwritten; the writer never waits.
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+use super::ExitInfo;
+
+/// Which stream of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamKind {
+    Stdout,
+    Stderr,
+    Pty,
+}
+
+/// One piece of what a reader gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    Data {
+        stream: StreamKind,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Gap {
+        stream: StreamKind,
+        offset: u64,
+        len: u64,
+    },
+}
+
+/// What a read found.
+#[derive(Debug)]
+pub enum Read {
+    /// Bytes (or gaps) to deliver.
+    Chunks(Vec<Chunk>),
+    /// Caught up; more may come.
+    Pending,
+    /// Caught up, output closed and the process exited.
+    Done(ExitInfo),
+}
+
+/// Sizes of one stream, as reported in `ProcessInfo`.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamStats {
+    pub kind: StreamKind,
+    pub total: u64,
+    pub head_len: u64,
+    pub tail_offset: u64,
+}
+
+struct StreamLog {
+    kind: StreamKind,
+    head: Vec<u8>,
+    head_cap: usize,
+    /// Bytes at offsets `>= head_cap`, the last `tail_cap` of them.
+    tail: VecDeque<u8>,
+    tail_cap: usize,
+    total: u64,
+    eof: bool,
+}
+
+impl StreamLog {
+    fn tail_offset(&self) -> u64 {
+        self.total - self.tail.len() as u64
+    }
+
+    fn append(&mut self, mut data: &[u8]) {
+        if self.head.len() < self.head_cap {
+            let n = data.len().min(self.head_cap - self.head.len());
+            self.head.extend_from_slice(&data[..n]);
+            self.total += n as u64;
+            data = &data[n..];
+        }
+        if data.is_empty() {
+            return;
+        }
+        self.total += data.len() as u64;
+        if data.len() >= self.tail_cap {
+            self.tail.clear();
+            self.tail
+                .extend(&data[data.len() - self.tail_cap..]);
+            return;
+        }
+        let overflow = (self.tail.len() + data.len()).saturating_sub(self.tail_cap);
+        self.tail.drain(..overflow);
+        self.tail.extend(data);
+    }
+
+    /// What is at `offset`: up to `max` bytes, or the gap up to the next retained byte.
+    fn read_at(&self, offset: u64, max: usize) -> Option<Chunk> {
+        if offset >= self.total {
+            return None;
+        }
+        let head_len = self.head.len() as u64;
+        if offset < head_len {
+            let end = head_len.min(offset + max as u64);
+            return Some(Chunk::Data {
+                stream: self.kind,
+                offset,
+                data: self.head[offset as usize..end as usize].to_vec(),
+            });
+        }
+        let tail_offset = self.tail_offset();
+        if offset < tail_offset {
+            return Some(Chunk::Gap {
+                stream: self.kind,
+                offset,
+                len: tail_offset - offset,
+            });
+        }
+        let start = (offset - tail_offset) as usize;
+        let end = self.tail.len().min(start + max);
+        let mut data = Vec::with_capacity(end - start);
+        let (a, b) = self.tail.as_slices();
+        if start < a.len() {
+            data.extend_from_slice(&a[start..end.min(a.len())]);
+        }
+        if end > a.len() {
+            data.extend_from_slice(&b[start.saturating_sub(a.len())..end - a.len()]);
+        }
+        Some(Chunk::Data {
+            stream: self.kind,
+            offset,
+            data,
+        })
+    }
+
+    fn retained(&self) -> u64 {
+        (self.head.len() + self.tail.len()) as u64
+    }
+}
+
+struct Logs {
+    streams: Vec<StreamLog>,
+    /// Set when the leader exited and output was drained (or the drain timed out).
+    exit: Option<ExitInfo>,
+    /// After close, appends are dropped: a background child that outlived the drain.
+    closed: bool,
+}
+
+/// The output of one process and the signal readers wait on.
+pub struct Output {
+    logs: Mutex<Logs>,
+    changed: watch::Sender<u64>,
+}
+
+/// A reader's position in each stream it follows.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    positions: Vec<(StreamKind, u64)>,
+    next: usize,
+}
+
+impl Cursor {
+    /// Follow `streams` (all of the process's when empty) from `offset` in each.
+    pub fn new(streams: &[StreamKind], offset: u64) -> Self {
+        Cursor {
+            positions: streams.iter().map(|s| (*s, offset)).collect(),
+            next: 0,
+        }
+    }
+}
+
+impl Output {
+    /// Logs for these streams with the given bounds.
+    pub fn new(kinds: &[StreamKind], head_cap: usize, tail_cap: usize) -> Self {
+        let streams = kinds
+            .iter()
+            .map(|&kind| StreamLog {
+                kind,
+                head: Vec::new(),
+                head_cap,
+                tail: VecDeque::new(),
+                tail_cap: tail_cap.max(1),
+                total: 0,
+                eof: false,
+            })
+            .collect();
+        Output {
+            logs: Mutex::new(Logs {
+                streams,
+                exit: None,
+                closed: false,
+            }),
+            changed: watch::Sender::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Logs> {
+        self.logs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// The streams this process has.
+    pub fn kinds(&self) -> Vec<StreamKind> {
+        self.lock().streams.iter().map(|s| s.kind).collect()
+    }
+
+    /// Record bytes written by the process. Dropped once the output is closed.
+    pub fn append(&self, kind: StreamKind, data: &[u8]) {
+        {
+            let mut logs = self.lock();
+            if logs.closed {
+                return;
+            }
+            if let Some(s) = logs.streams.iter_mut().find(|s| s.kind == kind) {
+                s.append(data);
+            }
+        }
+        self.bump();
+    }
+
+    /// The stream reached end of file.
+    pub fn eof(&self, kind: StreamKind) {
+        if let Some(s) = self.lock().streams.iter_mut().find(|s| s.kind == kind) {
+            s.eof = true;
+        }
+        self.bump();
+    }
+
+    /// Whether every stream reached end of file.
+    pub fn all_eof(&self) -> bool {
+        self.lock().streams.iter().all(|s| s.eof)
+    }
+
+    /// The process exited and its output is final.
+    pub fn finish(&self, exit: ExitInfo) {
+        {
+            let mut logs = self.lock();
+            logs.closed = true;
+            logs.exit = Some(exit);
+        }
+        self.bump();
+    }
+
+    /// The exit, once output is final.
+    pub fn exit(&self) -> Option<ExitInfo> {
+        self.lock().exit.clone()
+    }
+
+    /// A receiver that changes whenever output or exit changes.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Sizes of every stream.
+    pub fn stats(&self) -> Vec<StreamStats> {
+        self.lock()
+            .streams
+            .iter()
+            .map(|s| StreamStats {
+                kind: s.kind,
+                total: s.total,
+                head_len: s.head.len() as u64,
+                tail_offset: s.tail_offset(),
+            })
+            .collect()
+    }
+
+    /// Bytes held in memory.
+    pub fn retained_bytes(&self) -> u64 {
+        self.lock().streams.iter().map(StreamLog::retained).sum()
+    }
+
+    /// A cursor at `total - back` of each stream: the most recent `back` bytes.
+    pub fn cursor_from_end(&self, streams: &[StreamKind], back: u64) -> Cursor {
+        let logs = self.lock();
+        Cursor {
+            positions: streams
+                .iter()
+                .map(|&k| {
+                    let total = logs
+                        .streams
+                        .iter()
+                        .find(|s| s.kind == k)
+                        .map_or(0, |s| s.total);
+                    (k, total.saturating_sub(back))
+                })
+                .collect(),
+            next: 0,
+        }
+    }
+
+    /// Read what is available from the cursor, at most `max` data bytes, taking the streams in
+    /// turn so a busy one cannot starve the other.
+    pub fn read(&self, cursor: &mut Cursor, max: usize) -> Read {
+        let logs = self.lock();
+        let mut chunks = Vec::new();
+        let mut budget = max;
+        let n = cursor.positions.len();
+        for i in 0..n {
+            let idx = (cursor.next + i) % n;
+            let (kind, pos) = cursor.positions[idx];
+            let Some(stream) = logs.streams.iter().find(|s| s.kind == kind) else {
+                continue;
+            };
+            let mut pos = pos;
+            while budget > 0 {
+                match stream.read_at(pos, budget) {
+                    None => break,
+                    Some(chunk) => {
+                        match &chunk {
+                            Chunk::Data { data, .. } => {
+                                pos += data.len() as u64;
+                                budget -= data.len();
+                            }
+                            Chunk::Gap { len, .. } => pos += len,
+                        }
+                        chunks.push(chunk);
+                    }
+                }
+            }
+            cursor.positions[idx].1 = pos;
+        }
+        cursor.next = (cursor.next + 1) % n.max(1);
+        if !chunks.is_empty() {
+            return Read::Chunks(chunks);
+        }
+        match &logs.exit {
+            Some(exit) => Read::Done(exit.clone()),
+            None => Read::Pending,
+        }
+    }
+
+    /// The bytes of `[from, to)` of a stream that are still retained, and how many are not.
+    pub fn slice(&self, kind: StreamKind, from: u64, to: u64) -> (Vec<u8>, u64) {
+        let logs = self.lock();
+        let Some(stream) = logs.streams.iter().find(|s| s.kind == kind) else {
+            return (Vec::new(), 0);
+        };
+        let to = to.min(stream.total);
+        let mut out = Vec::new();
+        let mut lost = 0;
+        let mut pos = from;
+        while pos < to {
+            match stream.read_at(pos, (to - pos) as usize) {
+                Some(Chunk::Data { data, .. }) => {
+                    pos += data.len() as u64;
+                    out.extend_from_slice(&data);
+                }
+                Some(Chunk::Gap { len, .. }) => {
+                    let len = len.min(to - pos);
+                    pos += len;
+                    lost += len;
+                }
+                None => break,
+            }
+        }
+        (out, lost)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(out: &Output, cursor: &mut Cursor) -> Vec<Chunk> {
+        let mut all = Vec::new();
+        while let Read::Chunks(c) = out.read(cursor, 7) {
+            all.extend(c);
+        }
+        all
+    }
+
+    fn bytes(chunks: &[Chunk]) -> Vec<u8> {
+        chunks
+            .iter()
+            .filter_map(|c| match c {
+                Chunk::Data { data, .. } => Some(data.clone()),
+                Chunk::Gap { .. } => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn small_output_is_replayed_whole_from_any_offset() {
+        let out = Output::new(&[StreamKind::Stdout], 4, 8);
+        out.append(StreamKind::Stdout, b"hello world");
+        let mut c = Cursor::new(&[StreamKind::Stdout], 0);
+        assert_eq!(bytes(&drain(&out, &mut c)), b"hello world");
+        let mut c = Cursor::new(&[StreamKind::Stdout], 6);
+        assert_eq!(bytes(&drain(&out, &mut c)), b"world");
+    }
+
+    #[test]
+    fn overrun_ring_reports_the_exact_gap() {
+        let out = Output::new(&[StreamKind::Stdout], 4, 8);
+        let data: Vec<u8> = (0..100u8).collect();
+        for piece in data.chunks(3) {
+            out.append(StreamKind::Stdout, piece);
+        }
+        let mut c = Cursor::new(&[StreamKind::Stdout], 0);
+        let chunks = drain(&out, &mut c);
+        assert!(chunks.contains(&Chunk::Gap {
+            stream: StreamKind::Stdout,
+            offset: 4,
+            len: 88
+        }));
+        let got = bytes(&chunks);
+        assert_eq!(&got[..4], &data[..4]);
+        assert_eq!(&got[4..], &data[92..]);
+        assert_eq!(out.slice(StreamKind::Stdout, 0, 100).1, 88);
+    }
+
+    #[test]
+    fn a_reader_behind_the_ring_skips_without_blocking_the_writer() {
+        let out = Output::new(&[StreamKind::Stdout], 0, 10);
+        let mut c = Cursor::new(&[StreamKind::Stdout], 0);
+        out.append(StreamKind::Stdout, b"0123456789");
+        out.append(StreamKind::Stdout, b"abcdefghij");
+        let chunks = drain(&out, &mut c);
+        assert_eq!(
+            chunks[0],
+            Chunk::Gap {
+                stream: StreamKind::Stdout,
+                offset: 0,
+                len: 10
+            }
+        );
+        assert_eq!(bytes(&chunks), b"abcdefghij");
+    }
+
+    #[test]
+    fn streams_are_read_in_turn() {
+        let out = Output::new(&[StreamKind::Stdout, StreamKind::Stderr], 1 << 10, 1 << 10);
+        out.append(StreamKind::Stdout, &[b'o'; 20]);
+        out.append(StreamKind::Stderr, &[b'e'; 20]);
+        let mut c = Cursor::new(&[StreamKind::Stdout, StreamKind::Stderr], 0);
+        let Read::Chunks(first) = out.read(&mut c, 7) else {
+            panic!()
+        };
+        let Read::Chunks(second) = out.read(&mut c, 7) else {
+            panic!()
+        };
+        let kind = |c: &Chunk| match c {
+            Chunk::Data { stream, .. } | Chunk::Gap { stream, .. } => *stream,
+        };
+        assert_eq!(kind(&first[0]), StreamKind::Stdout);
+        assert_eq!(kind(&second[0]), StreamKind::Stderr);
+    }
+}

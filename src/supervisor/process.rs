@@ -1,0 +1,152 @@
+//! One supervised process: its spec, its output, its input and PTY, and how it ended.
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use portable_pty::MasterPty;
+
+use super::input::{CloseBy, Input};
+use super::output::Output;
+use super::reaper::Ended;
+use super::spawn::pty_size;
+use super::spec::{PtySize, Spec};
+use crate::error::{Error, Result};
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub ended: Ended,
+    pub wall: Duration,
+    /// A background child still held the output open when the drain timeout passed.
+    pub drain_timed_out: bool,
+}
+
+/// A process the supervisor started.
+pub struct Process {
+    pub id: String,
+    pub seq: u64,
+    pub spec: Spec,
+    pub pid: u32,
+    pub started_at: SystemTime,
+    pub(super) started: Instant,
+    pub output: Output,
+    input: Mutex<Option<(Input, CloseBy)>>,
+    pty: Option<Mutex<(Box<dyn MasterPty + Send>, PtySize)>>,
+}
+
+impl Process {
+    pub(super) fn new(
+        id: String,
+        seq: u64,
+        spec: Spec,
+        pid: u32,
+        output: Output,
+        input: Option<(Input, CloseBy)>,
+        pty: Option<Box<dyn MasterPty + Send>>,
+    ) -> Process {
+        let pty = pty.map(|m| Mutex::new((m, spec.pty.expect("a PTY process has a size"))));
+        Process {
+            id,
+            seq,
+            spec,
+            pid,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            output,
+            input: Mutex::new(input),
+            pty,
+        }
+    }
+
+    /// The exit, once the process ended and its output is final.
+    pub fn exit(&self) -> Option<ExitInfo> {
+        self.output.exit()
+    }
+
+    /// Still running (from the client's point of view: its exit is not final yet).
+    pub fn running(&self) -> bool {
+        self.exit().is_none()
+    }
+
+    /// The current PTY size, if it has a PTY.
+    pub fn pty_size(&self) -> Option<PtySize> {
+        self.pty
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).1)
+    }
+
+    /// Whether input can still be sent.
+    pub fn input_open(&self) -> bool {
+        self.input
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Queue bytes for the child's stdin or PTY.
+    pub fn send_input(&self, data: Vec<u8>) -> Result<usize> {
+        let guard = self.input.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some((input, _)) => input.send(&self.id, data),
+            None if !self.running() => Err(Error::FailedPrecondition(format!(
+                "{} has exited; it takes no more input",
+                self.id
+            ))),
+            None if self.pty.is_none() && !self.spec.stdin => {
+                Err(Error::FailedPrecondition(format!(
+                    "{} was started without stdin; start it with spec.stdin = true or a PTY",
+                    self.id
+                )))
+            }
+            None => Err(Error::FailedPrecondition(format!(
+                "the input of {} is closed",
+                self.id
+            ))),
+        }
+    }
+
+    /// Close stdin; on a PTY, type end-of-file (^D) and keep the terminal open.
+    pub fn close_input(&self) -> Result<()> {
+        let mut guard = self.input.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some((input, CloseBy::Eot)) => {
+                input.close();
+                Ok(())
+            }
+            Some((input, CloseBy::Drop)) => {
+                input.close();
+                *guard = None;
+                Ok(())
+            }
+            None if self.running() && !self.spec.stdin => Err(Error::FailedPrecondition(format!(
+                "{} was started without stdin; there is nothing to close",
+                self.id
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Drop the input side once the process is gone.
+    pub(super) fn drop_input(&self) {
+        *self.input.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Change the PTY size; the kernel sends SIGWINCH to the foreground group.
+    pub fn resize(&self, size: PtySize) -> Result<()> {
+        let Some(pty) = &self.pty else {
+            return Err(Error::FailedPrecondition(format!(
+                "{} has no PTY; start it with spec.pty to resize it",
+                self.id
+            )));
+        };
+        if !self.running() {
+            return Err(Error::FailedPrecondition(format!("{} has exited", self.id)));
+        }
+        let mut guard = pty.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .0
+            .resize(pty_size(size))
+            .map_err(|e| Error::Internal(format!("resize the PTY of {}: {e}", self.id)))?;
+        guard.1 = size;
+        Ok(())
+    }
+}

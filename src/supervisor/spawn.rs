@@ -1,0 +1,153 @@
+//! Forking a child into its own process group (or its own session with a PTY), after it has
+//! written its pgid record.
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use portable_pty::{native_pty_system, MasterPty};
+use tokio::sync::oneshot;
+
+use super::reaper::{Ended, Reaper};
+use super::records::ChildRecord;
+use super::spec::{PtySize, Spec};
+use crate::error::{Error, Result};
+
+/// The daemon's ends of a child's stdio.
+pub enum ChildIo {
+    Pipes {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    Pty {
+        master: Box<dyn MasterPty + Send>,
+    },
+}
+
+/// A running child.
+pub struct Spawned {
+    pub pid: u32,
+    pub io: ChildIo,
+    pub exit: oneshot::Receiver<Ended>,
+}
+
+/// Larger pipes mean fewer wake-ups per megabyte for chatty processes.
+const PIPE_BYTES: libc::c_int = 1 << 20;
+
+/// Fork and exec `program` for `spec`.
+pub fn spawn(
+    spec: &Spec,
+    program: &Path,
+    env: &BTreeMap<String, String>,
+    record: ChildRecord,
+    reaper: &Reaper,
+) -> Result<Spawned> {
+    let mut cmd = Command::new(program);
+    cmd.arg0(&spec.argv[0])
+        .args(&spec.argv[1..])
+        .env_clear()
+        .envs(env);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    let argv0 = spec.argv[0].clone();
+    let spawn_err = move |e: std::io::Error| Error::io(format!("spawn {argv0}"), e);
+
+    match spec.pty {
+        None => {
+            cmd.stdin(if spec.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so signals and the final kill reach everything it starts.
+            .process_group(0);
+            // SAFETY: the closure only makes async-signal-safe syscalls (see write_in_child).
+            unsafe { cmd.pre_exec(move || record.write_in_child()) };
+            let mut guard = reaper.guard();
+            let mut child = cmd.spawn().map_err(spawn_err)?;
+            let exit = guard.watch(child.id());
+            drop(guard);
+            let stdout: OwnedFd = child.stdout.take().expect("piped").into();
+            let stderr: OwnedFd = child.stderr.take().expect("piped").into();
+            for fd in [&stdout, &stderr] {
+                // SAFETY: fcntl on a pipe fd we own; failure only means a smaller pipe.
+                unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
+            }
+            Ok(Spawned {
+                pid: child.id(),
+                io: ChildIo::Pipes {
+                    stdin: child.stdin.take().map(Into::into),
+                    stdout,
+                    stderr,
+                },
+                exit,
+            })
+        }
+        Some(size) => {
+            let pair = native_pty_system()
+                .openpty(pty_size(size))
+                .map_err(|e| Error::Internal(format!("openpty: {e}")))?;
+            let tty = pair
+                .master
+                .tty_name()
+                .ok_or_else(|| Error::Internal("the new PTY has no device name".into()))?;
+            // O_NOCTTY: the daemon must not acquire it; the child does, with TIOCSCTTY below.
+            let slave = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+                .open(&tty)
+                .map_err(|e| Error::io(format!("open {}", tty.display()), e))?;
+            let dup = |f: &std::fs::File| {
+                f.try_clone()
+                    .map_err(|e| Error::io("dup the PTY slave", e))
+            };
+            cmd.stdin(dup(&slave)?).stdout(dup(&slave)?).stderr(slave);
+            // SAFETY: setsid, ioctl and the record write are async-signal-safe syscalls.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // A new session makes the child the leader its PTY can belong to; without
+                    // TIOCSCTTY the PTY is not its controlling terminal and SIGWINCH never arrives.
+                    if libc::setsid() < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    record.write_in_child()
+                })
+            };
+            let mut guard = reaper.guard();
+            let child = cmd.spawn().map_err(spawn_err)?;
+            let exit = guard.watch(child.id());
+            drop(guard);
+            // Drop every slave end we hold (ours via cmd, portable-pty's) so that the master reads
+            // EIO (end of file) once the child and its descendants close theirs.
+            drop(cmd);
+            drop(pair.slave);
+            Ok(Spawned {
+                pid: child.id(),
+                io: ChildIo::Pty {
+                    master: pair.master,
+                },
+                exit,
+            })
+        }
+    }
+}
+
+/// portable-pty's size from ours.
+pub fn pty_size(size: PtySize) -> portable_pty::PtySize {
+    portable_pty::PtySize {
+        rows: size.rows,
+        cols: size.cols,
+        pixel_width: 0,
+        pixel_height: 0,
+    }
+}
