@@ -213,8 +213,13 @@ class AsyncClient:
         return f"<tend_client.AsyncClient {self.address}>"
 
 
-def _options(options: Optional[ChannelOptions]) -> list:
+def _options(address: Address, options: Optional[ChannelOptions]) -> list:
     merged = dict(_DEFAULT_OPTIONS)
+    if address.network == "unix":
+        # gRPC sends the socket path as the HTTP/2 :authority of a unix target; the daemon's
+        # HTTP/2 server (h2) rejects a path there (RST_STREAM PROTOCOL_ERROR). Send a host
+        # name instead, as grpc-go does for unix sockets.
+        merged["grpc.default_authority"] = "localhost"
     merged.update(dict(options or ()))
     return list(merged.items())
 
@@ -235,7 +240,7 @@ def connect(
     daemon listens (:meth:`Client.wait_ready` waits for one, bounded).
     """
     address = parse_address(addr)
-    channel = grpc.insecure_channel(address.grpc_target, options=_options(options))
+    channel = grpc.insecure_channel(address.grpc_target, options=_options(address, options))
     tok = resolve_token(token)
     if tok:
         channel = grpc.intercept_channel(channel, _TokenInterceptor(tok))
@@ -260,5 +265,5 @@ def connect_async(
         if tok
         else None
     )
-    channel = grpc.aio.insecure_channel(address.grpc_target, options=_options(options), interceptors=interceptors)
+    channel = grpc.aio.insecure_channel(address.grpc_target, options=_options(address, options), interceptors=interceptors)
     return AsyncClient(channel, address)

@@ -26,8 +26,10 @@ import grpc
 
 try:  # mcp >= 2: FastMCP was renamed MCPServer.
     from mcp.server.mcpserver import MCPServer as _Server
+    from mcp.server.mcpserver.exceptions import ToolError
 except ImportError:  # mcp 1.x
     from mcp.server.fastmcp import FastMCP as _Server
+    from mcp.server.fastmcp.exceptions import ToolError
 
 from tend_client import AsyncClient, connect_async
 from tend_client import process_pb2 as pb
@@ -79,8 +81,12 @@ def _get_client() -> AsyncClient:
     return _client
 
 
-class TendError(Exception):
-    """A daemon call failed; the message names the gRPC code and the daemon's reason."""
+class TendError(ToolError):
+    """A daemon call failed; the message names the gRPC code and the daemon's reason.
+
+    A ToolError, so the SDK hands the message to the model (any other exception reaches
+    it only as "Error executing tool ...").
+    """
 
 
 async def _call(rpc, request, timeout: float = _RPC_TIMEOUT_SECONDS):
@@ -145,7 +151,7 @@ def _summary(p: pb.ProcessInfo) -> Dict[str, Any]:
 
 def _spec(command: str, cwd: str, env: Optional[Dict[str, str]]) -> pb.ProcessSpec:
     if not command.strip():
-        raise ValueError("command is empty")
+        raise ToolError("command is empty")
     return pb.ProcessSpec(argv=["sh", "-c", command], cwd=cwd, env=env or {})
 
 
@@ -164,7 +170,7 @@ async def run_command(
     read_output, send_input and send_signal.
     """
     if not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
-        raise ValueError(f"timeout_seconds must be in (0, {MAX_TIMEOUT_SECONDS:g}]")
+        raise ToolError(f"timeout_seconds must be in (0, {MAX_TIMEOUT_SECONDS:g}]")
     client = _get_client()
     resp = await _call(
         client.process.Start,
@@ -228,7 +234,7 @@ async def read_output(
     the end of each stream (0: 16384 each).
     """
     if stream not in _STREAMS_BY_NAME:
-        raise ValueError(f"stream must be one of {sorted(_STREAMS_BY_NAME)}")
+        raise ToolError(f"stream must be one of {sorted(_STREAMS_BY_NAME)}")
     client = _get_client()
     if wait_seconds > 0:
         await _call(
@@ -278,7 +284,7 @@ async def send_signal(id: str, signal: str = "SIGTERM", leader_only: bool = Fals
 async def list_processes(state: str = "all") -> Dict[str, Any]:
     """List the daemon's processes, oldest first: "all", "running" or "exited"."""
     if state not in _STATES_BY_NAME:
-        raise ValueError(f"state must be one of {sorted(_STATES_BY_NAME)}")
+        raise ToolError(f"state must be one of {sorted(_STATES_BY_NAME)}")
     resp = await _call(_get_client().process.List, pb.ListRequest(state=_STATES_BY_NAME[state]))
     return {"processes": [_summary(p) for p in resp.processes]}
 
