@@ -265,7 +265,7 @@ func TestUnknownIDIsNotFound(t *testing.T) {
 
 func TestTCPWithToken(t *testing.T) {
 	port := freePort(t)
-	d := startDaemon(t, "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--token", "s3cret-token")
+	d := startDaemon(t, "--listen", fmt.Sprintf("tcp://127.0.0.1:%d", port), "--token", "s3cret-token-0123456789")
 	ctx := testCtx(t)
 	addr := fmt.Sprintf("tcp://127.0.0.1:%d", port)
 
@@ -278,10 +278,10 @@ func TestTCPWithToken(t *testing.T) {
 		_, err = tendv1.NewProcessServiceClient(conn).List(ctx, &tendv1.ListRequest{})
 		return err
 	}
-	if err := list(tend.WithToken("s3cret-token")); err != nil {
+	if err := list(tend.WithToken("s3cret-token-0123456789")); err != nil {
 		t.Fatalf("List over TCP with the token: %v", err)
 	}
-	t.Setenv(tend.EnvToken, "s3cret-token")
+	t.Setenv(tend.EnvToken, "s3cret-token-0123456789")
 	if err := list(); err != nil {
 		t.Fatalf("List over TCP with TEND_TOKEN: %v", err)
 	}
