@@ -4,6 +4,7 @@ against the real daemon."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Dict
 
@@ -14,6 +15,7 @@ mcp = pytest.importorskip("mcp", reason="the mcp package is not installed (pip i
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 
+import tend_client  # noqa: E402
 from conftest import clean_env  # noqa: E402
 
 SESSION_TIMEOUT = 90.0
@@ -42,6 +44,9 @@ def error_text(res) -> str:
 async def session_scenario(addr: str) -> None:
     env = clean_env()
     env["TEND_ADDR"] = addr
+    # The server subprocess imports the same tend_client as the tests, installed or not.
+    src = os.path.dirname(os.path.dirname(os.path.abspath(tend_client.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
     params = StdioServerParameters(command=sys.executable, args=["-m", "tend_client.mcp"], env=env)
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:

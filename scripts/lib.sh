@@ -1,0 +1,39 @@
+# Shared by the client scripts (sourced, not run). Expects ROOT to be the repository root.
+
+# Generator and tool versions: the generated code depends on them (scripts/gen-clients).
+GRPCIO_TOOLS_VERSION=1.85.1
+BUF_VERSION=1.75.0
+BUF="$ROOT/.tools/node_modules/.bin/buf"
+
+# pick_python: $PYTHON, else the project's .venv (made by install-deps where the system
+# Python is externally managed), else python3.
+pick_python() {
+  if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"
+  elif [ -x "$ROOT/.venv/bin/python" ]; then echo "$ROOT/.venv/bin/python"
+  else echo python3
+  fi
+}
+
+# skip_or_fail NAME MESSAGE: a missing toolchain fails under CI=true, and skips (exit 0,
+# saying why) elsewhere.
+skip_or_fail() {
+  local name="$1"; shift
+  if [ "${CI:-}" = "true" ]; then echo "$name: FAIL: $*" >&2; exit 1; fi
+  echo "$name: SKIP: $*" >&2; exit 0
+}
+
+# ensure_tend_bin NAME: sets and exports TEND_BIN (default target/debug/tend, built with
+# `cargo build` when missing).
+ensure_tend_bin() {
+  local name="$1"
+  if [ -z "${TEND_BIN:-}" ]; then
+    TEND_BIN="$ROOT/target/debug/tend"
+    if [ ! -x "$TEND_BIN" ]; then
+      command -v cargo >/dev/null || skip_or_fail "$name" "no $TEND_BIN and no cargo to build it"
+      (cd "$ROOT" && cargo build --quiet)
+    fi
+  fi
+  [ -x "$TEND_BIN" ] || skip_or_fail "$name" "TEND_BIN=$TEND_BIN is not an executable"
+  TEND_BIN="$(cd "$(dirname "$TEND_BIN")" && pwd)/$(basename "$TEND_BIN")"
+  export TEND_BIN
+}
