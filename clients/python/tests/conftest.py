@@ -84,6 +84,9 @@ class Daemon:
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
+        # The socket file first (cheap), then the health service.
+        while not self.sock.exists() and time.monotonic() < deadline and self.proc.poll() is None:
+            time.sleep(0.01)
         with self.connect() as client:
             while True:
                 if self.proc.poll() is not None:

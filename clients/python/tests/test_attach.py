@@ -46,7 +46,7 @@ class Session:
         except asyncio.TimeoutError:
             raise AssertionError(f"no {needle!r} within {READ_TIMEOUT}s; screen: {bytes(self.screen)!r}") from None
 
-    async def read_until_exit(self, half_close: bool = True) -> pb.ExitStatus:
+    async def read_until_exit(self, half_close: bool = True, end_timeout: float = READ_TIMEOUT) -> pb.ExitStatus:
         """Read to the exited event, then check the stream ends there.
 
         half_close: end our side first (done_writing), as a client that has nothing more
@@ -60,9 +60,9 @@ class Session:
         if half_close:
             await self.call.done_writing()
         try:
-            end = await asyncio.wait_for(self.call.read(), READ_TIMEOUT)
+            end = await asyncio.wait_for(self.call.read(), end_timeout)
         except asyncio.TimeoutError:
-            raise AssertionError(f"Attach did not end within {READ_TIMEOUT}s after the exited event") from None
+            raise AssertionError(f"Attach did not end within {end_timeout}s after the exited event") from None
         assert end is grpc.aio.EOF, f"event after exited: {end}"
         return self.exited
 
@@ -132,7 +132,7 @@ def test_attach_ends_after_exit_without_half_close(daemon):
             pid = await start_shell(c)
             s = await open_session(c, pid)
             await s.send(input=b"exit 3\n")
-            assert (await s.read_until_exit(half_close=False)).exit_code == 3
+            assert (await s.read_until_exit(half_close=False, end_timeout=3.0)).exit_code == 3
 
     run(scenario())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from typing import Dict, Iterable, Optional
 
@@ -121,13 +122,30 @@ def test_signal_and_wait(client):
     assert w.process.exit.signal_name == "SIGTERM"
     assert not w.process.exit.HasField("exit_code")
 
-    # The whole process group by default: the shell's child dies too.
+    # The whole process group by default: the shell's background child dies too.
     st = client.process.Start(pb.StartRequest(spec=sh("sleep 60 & echo $!; wait")), timeout=TIMEOUT)
     w = client.process.Wait(pb.WaitRequest(id=st.process.id, timeout_ms=100), timeout=TIMEOUT)
     assert w.timed_out and w.process.state == pb.PROCESS_STATE_RUNNING
-    client.process.Signal(pb.SignalRequest(id=st.process.id, signal="INT"), timeout=TIMEOUT)
+    stream = client.process.Connect(pb.ConnectRequest(id=st.process.id, stream=pb.STREAM_STDOUT), timeout=TIMEOUT)
+    child = int(next(stream).event.data.data)
+    stream.cancel()
+    client.process.Signal(pb.SignalRequest(id=st.process.id, signal="TERM"), timeout=TIMEOUT)
     w = client.process.Wait(pb.WaitRequest(id=st.process.id, timeout_ms=10_000), timeout=TIMEOUT)
     assert not w.timed_out and w.process.state == pb.PROCESS_STATE_EXITED
+    assert not w.process.exit.output_drain_timed_out, "the background sleep outlived the group signal"
+    deadline = time.monotonic() + 5
+    while pid_alive(child):
+        assert time.monotonic() < deadline, f"grandchild {child} still alive after SIGTERM to the group"
+        time.sleep(0.02)
+
+
+def pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (the daemon, a subreaper, reaps orphans)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_output_head_and_tail(client):

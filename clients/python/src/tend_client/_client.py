@@ -20,6 +20,11 @@ ChannelOptions = Sequence[Tuple[str, Any]]
 # large heads and tails: allow more than gRPC's 4 MiB default.
 _DEFAULT_OPTIONS: ChannelOptions = (
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # The daemon is local: reconnect quickly after it (re)starts, rather than after gRPC's
+    # default 1 s initial backoff.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
 )
 
 
