@@ -65,9 +65,9 @@ func DefaultStateDir() (string, error) {
 	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
 		return filepath.Join(dir, "tend"), nil
 	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("tend: no state directory: set %s or %s, or HOME: %w", EnvAddr, EnvStateDir, err)
+	home := os.Getenv("HOME")
+	if home == "" {
+		home = "/" // as the daemon does
 	}
 	return filepath.Join(home, ".tend"), nil
 }
@@ -82,9 +82,10 @@ func DefaultSocketPath() (string, error) {
 }
 
 // ParseAddr resolves a daemon address into a network ("unix" or "tcp") and an
-// address for net.Dial. Accepted forms: unix:///abs/path, unix:path, a bare
-// absolute path, and tcp://host:port. An empty addr means $TEND_ADDR, and when that
-// is empty too, the default socket (DefaultSocketPath).
+// address for net.Dial. Accepted forms, as the tend CLI accepts them:
+// unix:///abs/path, tcp://host:port, and a bare socket path (anything without
+// "://"); also gRPC's unix:path. An empty addr means $TEND_ADDR, and when that is
+// empty too, the default socket (DefaultSocketPath).
 func ParseAddr(addr string) (network, address string, err error) {
 	if addr == "" {
 		addr = os.Getenv(EnvAddr)
@@ -103,17 +104,17 @@ func ParseAddr(addr string) (network, address string, err error) {
 	case strings.HasPrefix(addr, "unix:"):
 		address = strings.TrimPrefix(addr, "unix:")
 		network = "unix"
-	case strings.HasPrefix(addr, "/"):
-		address = addr
-		network = "unix"
 	case strings.HasPrefix(addr, "tcp://"):
 		address = strings.TrimSuffix(strings.TrimPrefix(addr, "tcp://"), "/")
 		if _, _, err := net.SplitHostPort(address); err != nil {
 			return "", "", fmt.Errorf("tend: address %q: want tcp://host:port: %w", addr, err)
 		}
 		return "tcp", address, nil
-	default:
+	case strings.Contains(addr, "://"):
 		return "", "", fmt.Errorf("tend: address %q: want unix:///path/to/tend.sock or tcp://host:port", addr)
+	default:
+		address = addr
+		network = "unix"
 	}
 	if address == "" {
 		return "", "", fmt.Errorf("tend: address %q: empty socket path", addr)

@@ -18,13 +18,13 @@ func TestParseAddr(t *testing.T) {
 		{addr: "unix:/run/tend.sock", network: "unix", address: "/run/tend.sock"},
 		{addr: "unix:rel/tend.sock", network: "unix", address: "rel/tend.sock"},
 		{addr: "/run/tend.sock", network: "unix", address: "/run/tend.sock"},
+		{addr: "run/tend.sock", network: "unix", address: "run/tend.sock"},
 		{addr: "tcp://127.0.0.1:7070", network: "tcp", address: "127.0.0.1:7070"},
 		{addr: "tcp://[::1]:7070/", network: "tcp", address: "[::1]:7070"},
 		{addr: "", network: "unix", address: "/state/tend.sock"},
 		{addr: "tcp://127.0.0.1", err: "want tcp://host:port"},
 		{addr: "unix://", err: "empty socket path"},
 		{addr: "http://localhost:80", err: "want unix:///path/to/tend.sock or tcp://host:port"},
-		{addr: "localhost:80", err: "want unix:///path/to/tend.sock or tcp://host:port"},
 	}
 	for _, c := range cases {
 		network, address, err := tend.ParseAddr(c.addr)
@@ -57,6 +57,7 @@ func TestDefaultSocketPath(t *testing.T) {
 		{stateDir: "/s", xdg: "/x", home: "/h", want: "/s/tend.sock"},
 		{stateDir: "", xdg: "/run/user/1000", home: "/h", want: "/run/user/1000/tend/tend.sock"},
 		{stateDir: "", xdg: "", home: "/home/me", want: "/home/me/.tend/tend.sock"},
+		{stateDir: "", xdg: "", home: "", want: "/.tend/tend.sock"},
 	}
 	for _, c := range cases {
 		t.Setenv(tend.EnvStateDir, c.stateDir)

@@ -13,6 +13,7 @@ from tend_client import Address, default_socket_path, parse_address, resolve_tok
         ("unix:/run/tend.sock", Address("unix", "/run/tend.sock")),
         ("unix:rel/tend.sock", Address("unix", "rel/tend.sock")),
         ("/run/tend.sock", Address("unix", "/run/tend.sock")),
+        ("run/tend.sock", Address("unix", "run/tend.sock")),
         ("tcp://127.0.0.1:7070", Address("tcp", "127.0.0.1:7070")),
         ("tcp://[::1]:7070/", Address("tcp", "[::1]:7070")),
     ],
@@ -22,7 +23,7 @@ def test_parse_address(addr, want, monkeypatch):
     assert parse_address(addr) == want
 
 
-@pytest.mark.parametrize("addr", ["tcp://127.0.0.1", "tcp://:80", "unix://", "http://x:1", "localhost:80"])
+@pytest.mark.parametrize("addr", ["tcp://127.0.0.1", "tcp://:80", "unix://", "http://x:1"])
 def test_parse_address_rejects(addr):
     with pytest.raises(ValueError, match="tend: address"):
         parse_address(addr)
@@ -49,6 +50,7 @@ def test_env_addr_and_default(monkeypatch):
         ("/s", "/x", "/h", "/s/tend.sock"),
         ("", "/run/user/1000", "/h", "/run/user/1000/tend/tend.sock"),
         (None, None, "/home/me", "/home/me/.tend/tend.sock"),
+        (None, None, None, "/.tend/tend.sock"),
     ],
 )
 def test_default_socket_path(state_dir, xdg, home, want, monkeypatch):

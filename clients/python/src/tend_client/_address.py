@@ -24,7 +24,7 @@ def default_state_dir() -> str:
     runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
     if runtime_dir:
         return os.path.join(runtime_dir, "tend")
-    return os.path.join(os.path.expanduser("~"), ".tend")
+    return os.path.join(os.environ.get("HOME") or "/", ".tend")  # "/" as the daemon does
 
 
 def default_socket_path() -> str:
@@ -56,9 +56,10 @@ class Address:
 def parse_address(addr: Optional[str] = None) -> Address:
     """Resolve a daemon address.
 
-    Accepted forms: ``unix:///abs/path``, ``unix:path``, a bare absolute path, and
-    ``tcp://host:port``. ``None`` or ``""`` means ``$TEND_ADDR``, and when that is
-    unset too, the default socket (:func:`default_socket_path`).
+    Accepted forms, as the tend CLI accepts them: ``unix:///abs/path``,
+    ``tcp://host:port`` and a bare socket path (anything without ``://``); also gRPC's
+    ``unix:path``. ``None`` or ``""`` means ``$TEND_ADDR``, and when that is unset too,
+    the default socket (:func:`default_socket_path`).
     """
     if not addr:
         addr = os.environ.get(ENV_ADDR, "")
@@ -68,16 +69,16 @@ def parse_address(addr: Optional[str] = None) -> Address:
         path = addr[len("unix://") :]
     elif addr.startswith("unix:"):
         path = addr[len("unix:") :]
-    elif addr.startswith("/"):
-        path = addr
     elif addr.startswith("tcp://"):
         hostport = addr[len("tcp://") :].rstrip("/")
         host, sep, port = hostport.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ValueError(f"tend: address {addr!r}: want tcp://host:port")
         return Address("tcp", hostport)
-    else:
+    elif "://" in addr:
         raise ValueError(f"tend: address {addr!r}: want unix:///path/to/tend.sock or tcp://host:port")
+    else:
+        path = addr
     if not path:
         raise ValueError(f"tend: address {addr!r}: empty socket path")
     return Address("unix", path)
