@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # the variables are used by the scripts that source this
 # Shared by the client scripts (sourced, not run). Expects ROOT to be the repository root.
 
 # Generator and tool versions: the generated code depends on them (scripts/gen-clients).
