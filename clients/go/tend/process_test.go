@@ -332,3 +332,58 @@ func TestDefaultSocketDial(t *testing.T) {
 		t.Errorf("socket mode: %v, %v; want 0600", fi.Mode(), err)
 	}
 }
+
+func TestAttachPTY(t *testing.T) {
+	d := startDaemon(t)
+	ctx := testCtx(t)
+	c := d.client(t)
+	st, err := c.Start(ctx, &tendv1.StartRequest{Spec: &tendv1.ProcessSpec{
+		Argv: []string{"sh"}, Pty: &tendv1.PtySize{Rows: 24, Cols: 80}, Env: map[string]string{"PS1": "$ "},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := c.Attach(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(req *tendv1.AttachRequest) {
+		t.Helper()
+		if err := stream.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var screen strings.Builder
+	readUntil := func(needle string) {
+		t.Helper()
+		for !strings.Contains(screen.String(), needle) {
+			r, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("waiting for %q: %v; screen: %q", needle, err, screen.String())
+			}
+			if r.GetEvent().GetExited() != nil {
+				t.Fatalf("exited while waiting for %q; screen: %q", needle, screen.String())
+			}
+			screen.Write(r.GetEvent().GetData().GetData())
+		}
+	}
+	send(&tendv1.AttachRequest{Kind: &tendv1.AttachRequest_Open{Open: &tendv1.AttachOpen{Id: st.Process.Id}}})
+	send(&tendv1.AttachRequest{Kind: &tendv1.AttachRequest_Input{Input: []byte("echo go-$((20+1))\n")}})
+	readUntil("go-21")
+	send(&tendv1.AttachRequest{Kind: &tendv1.AttachRequest_Resize{Resize: &tendv1.PtySize{Rows: 33, Cols: 77}}})
+	send(&tendv1.AttachRequest{Kind: &tendv1.AttachRequest_Input{Input: []byte("stty size; exit 5\n")}})
+	readUntil("33 77")
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := collect(func() (*tendv1.ProcessEvent, error) {
+		r, err := stream.Recv()
+		return r.GetEvent(), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.exited.GetExitCode() != 5 {
+		t.Errorf("exit = %v, want 5", ev.exited)
+	}
+}
