@@ -93,6 +93,8 @@ pub fn default_state_dir() -> PathBuf {
     if let Some(dir) = var("XDG_RUNTIME_DIR") {
         return PathBuf::from(dir).join("tend");
     }
-    let home = var("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+    let home = var("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
     home.join(".tend")
 }

@@ -124,7 +124,11 @@ mod tests {
                 "open /x",
             ),
             (io(std::io::ErrorKind::Other), Code::Internal, "open /x"),
-            (Error::Internal("bug".into()), Code::Internal, "internal error: bug"),
+            (
+                Error::Internal("bug".into()),
+                Code::Internal,
+                "internal error: bug",
+            ),
         ];
         for (err, code, msg) in cases {
             let status = Status::from(err);

@@ -3,6 +3,6 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod pb;
-pub mod supervisor;
 pub mod server;
 pub mod service;
+pub mod supervisor;

@@ -10,7 +10,10 @@ use crate::pb;
 /// `tend ps`.
 pub async fn ps(mut c: ProcessClient) -> anyhow::Result<i32> {
     let list = c.list(pb::ListRequest::default()).await?.into_inner();
-    println!("{:<8} {:<16} {:<10} {:>8} {:>8} COMMAND", "ID", "NAME", "STATE", "PID", "AGE");
+    println!(
+        "{:<8} {:<16} {:<10} {:>8} {:>8} COMMAND",
+        "ID", "NAME", "STATE", "PID", "AGE"
+    );
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -36,7 +39,12 @@ pub async fn ps(mut c: ProcessClient) -> anyhow::Result<i32> {
 }
 
 /// `tend logs`.
-pub async fn logs(mut c: ProcessClient, id: String, follow: bool, from: u64) -> anyhow::Result<i32> {
+pub async fn logs(
+    mut c: ProcessClient,
+    id: String,
+    follow: bool,
+    from: u64,
+) -> anyhow::Result<i32> {
     let mut events = c
         .connect(pb::ConnectRequest {
             id,
@@ -53,7 +61,12 @@ pub async fn logs(mut c: ProcessClient, id: String, follow: bool, from: u64) -> 
 }
 
 /// `tend kill`.
-pub async fn kill(mut c: ProcessClient, id: String, signal: String, leader: bool) -> anyhow::Result<i32> {
+pub async fn kill(
+    mut c: ProcessClient,
+    id: String,
+    signal: String,
+    leader: bool,
+) -> anyhow::Result<i32> {
     c.signal(pb::SignalRequest {
         id,
         signal,

@@ -122,7 +122,11 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 impl ServeArgs {
     /// The daemon configuration these options describe.
     pub fn config(&self, token: Option<String>) -> anyhow::Result<Config> {
-        let mut c = Config::new(self.state_dir.clone().unwrap_or_else(config::default_state_dir));
+        let mut c = Config::new(
+            self.state_dir
+                .clone()
+                .unwrap_or_else(config::default_state_dir),
+        );
         for l in &self.listen {
             match l.strip_prefix("tcp://") {
                 Some(a) => c.tcp.push(a.to_string()),

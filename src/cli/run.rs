@@ -68,15 +68,16 @@ pub async fn run(mut client: ProcessClient, args: RunArgs) -> anyhow::Result<i32
         })),
     })
     .await?;
-    let _raw = if args.pty { tty::RawMode::enter() } else { None };
+    let _raw = if args.pty {
+        tty::RawMode::enter()
+    } else {
+        None
+    };
     forward_stdin(tx.clone());
     if args.pty {
         forward_resize(tx.clone());
     }
-    let mut events = client
-        .attach(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    let mut events = client.attach(ReceiverStream::new(rx)).await?.into_inner();
     while let Some(ev) = events.next().await {
         if let Some(code) = show(ev?.event)? {
             return Ok(code);

@@ -79,7 +79,10 @@ mod tests {
             check(r).map(drop).map_err(|s| s.code())
         };
         assert_eq!(with(Some("Bearer s3cret-token-0123456789")), Ok(()));
-        assert_eq!(with(Some("Bearer s3cret-token-012345678")), Err(tonic::Code::Unauthenticated));
+        assert_eq!(
+            with(Some("Bearer s3cret-token-012345678")),
+            Err(tonic::Code::Unauthenticated)
+        );
         assert_eq!(with(None), Err(tonic::Code::Unauthenticated));
     }
 
@@ -89,7 +92,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         let a = load_or_create(None, &path).unwrap();
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(load_or_create(None, &path).unwrap(), a);
         assert!(load_or_create(Some("short"), &path).is_err());
     }

@@ -72,7 +72,8 @@ pub async fn serve(
             .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
         Ok((v1, v1alpha))
     };
-    let process = pb::process_service_server::ProcessServiceServer::new(ProcessApi::new(sup.clone()));
+    let process =
+        pb::process_service_server::ProcessServiceServer::new(ProcessApi::new(sup.clone()));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -20,8 +20,8 @@ pub async fn bind(path: &Path) -> Result<UnixListener> {
         std::fs::remove_file(path)
             .map_err(|e| Error::io(format!("remove the stale socket {}", path.display()), e))?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| Error::io(format!("bind {}", path.display()), e))?;
+    let listener =
+        UnixListener::bind(path).map_err(|e| Error::io(format!("bind {}", path.display()), e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::io(format!("chmod 0600 {}", path.display()), e))?;
     Ok(listener)

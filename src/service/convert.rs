@@ -26,11 +26,7 @@ fn no_nul(field: &str, value: &str) -> Result<()> {
 }
 
 /// Check a request's process spec and turn it into the core's.
-pub fn spec(
-    spec: Option<pb::ProcessSpec>,
-    request_id: String,
-    limits: &Limits,
-) -> Result<Spec> {
+pub fn spec(spec: Option<pb::ProcessSpec>, request_id: String, limits: &Limits) -> Result<Spec> {
     let s = spec.ok_or_else(|| Error::invalid("spec", "is required"))?;
     if s.argv.is_empty() {
         return Err(Error::invalid("spec.argv", "must not be empty"));
@@ -143,7 +139,10 @@ pub fn id(field: &str, id: &str) -> Result<()> {
         return Err(Error::invalid(field, "is required (a process id or name)"));
     }
     if id.len() > MAX_NAME {
-        return Err(Error::invalid(field, format!("is longer than {MAX_NAME} bytes")));
+        return Err(Error::invalid(
+            field,
+            format!("is longer than {MAX_NAME} bytes"),
+        ));
     }
     Ok(())
 }
@@ -341,9 +340,12 @@ pub fn signal(field: &str, s: &str) -> Result<i32> {
     } else {
         format!("SIG{upper}")
     };
-    Signal::from_str(&name)
-        .map(|sig| sig as i32)
-        .map_err(|_| Error::invalid(field, format!("{s:?} is not a signal (try TERM, KILL, INT, HUP or a number)")))
+    Signal::from_str(&name).map(|sig| sig as i32).map_err(|_| {
+        Error::invalid(
+            field,
+            format!("{s:?} is not a signal (try TERM, KILL, INT, HUP or a number)"),
+        )
+    })
 }
 
 /// Tags of a List filter.

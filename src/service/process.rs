@@ -135,7 +135,10 @@ impl ProcessService for ProcessApi {
         };
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let wrap = |e| pb::AttachResponse { event: Some(e) };
-        tokio::spawn(pump(p.clone(), cursor, true, tx.clone(), wrap));
+        // The input task holds only a weak sender: the response stream must end with the exited
+        // event even while the client keeps its side open.
+        let errors = tx.downgrade();
+        tokio::spawn(pump(p.clone(), cursor, true, tx, wrap));
 
         let max_input = self.sup.limits().max_input_bytes;
         let read_only = open.read_only;
@@ -163,7 +166,9 @@ impl ProcessService for ProcessApi {
                     )),
                 };
                 if let Err(e) = result {
-                    let _ = tx.send(Err(e.into())).await;
+                    if let Some(tx) = errors.upgrade() {
+                        let _ = tx.send(Err(e.into())).await;
+                    }
                     return;
                 }
             }

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
+use self::input::{CloseBy, Input};
 pub use self::output::{Chunk, Cursor, Read, StreamKind, StreamStats};
 pub use self::process::{ExitInfo, Process};
 pub use self::reaper::Ended;
-use self::input::{CloseBy, Input};
 use self::records::{group_members, Owner, Records};
 use self::spawn::ChildIo;
 use self::spec::Spec;
@@ -176,13 +176,19 @@ impl Supervisor {
             } => {
                 let input = stdin.map(|fd| {
                     let sink = Box::new(std::fs::File::from(fd));
-                    (Input::start(&id, sink, CloseBy::Drop, max_pending), CloseBy::Drop)
+                    (
+                        Input::start(&id, sink, CloseBy::Drop, max_pending),
+                        CloseBy::Drop,
+                    )
                 });
                 (
                     vec![StreamKind::Stdout, StreamKind::Stderr],
                     input,
                     None,
-                    Readers::Pipes(vec![(StreamKind::Stdout, stdout), (StreamKind::Stderr, stderr)]),
+                    Readers::Pipes(vec![
+                        (StreamKind::Stdout, stdout),
+                        (StreamKind::Stderr, stderr),
+                    ]),
                 )
             }
             ChildIo::Pty { master } => {
@@ -198,7 +204,10 @@ impl Supervisor {
                 };
                 (
                     vec![StreamKind::Pty],
-                    Some((Input::start(&id, writer, CloseBy::Eot, max_pending), CloseBy::Eot)),
+                    Some((
+                        Input::start(&id, writer, CloseBy::Eot, max_pending),
+                        CloseBy::Eot,
+                    )),
                     Some(master),
                     Readers::Pty(reader),
                 )
@@ -206,7 +215,15 @@ impl Supervisor {
         };
         let output = output::Output::new(&kinds, limits.head_bytes, limits.tail_bytes);
         let pid = spawned.pid;
-        let process = Arc::new(Process::new(id.clone(), seq, spec, pid, output, input, master));
+        let process = Arc::new(Process::new(
+            id.clone(),
+            seq,
+            spec,
+            pid,
+            output,
+            input,
+            master,
+        ));
         table.insert(process.clone());
         table.running += 1;
         drop(table);
@@ -381,8 +398,11 @@ impl Supervisor {
             }
             // SAFETY: kill(2) of a group whose leader we have not reaped.
             unsafe { libc::kill(-(p.pid as i32), libc::SIGKILL) };
-            self.wait(&p, Some(self.inner.limits.drain_timeout + Duration::from_secs(5)))
-                .await;
+            self.wait(
+                &p,
+                Some(self.inner.limits.drain_timeout + Duration::from_secs(5)),
+            )
+            .await;
         }
         let mut table = self.table();
         table.remove(p.seq);
@@ -412,7 +432,11 @@ impl Supervisor {
             }
         };
         send(libc::SIGTERM);
-        let all_gone = || targets.iter().all(|(pgid, _)| group_members(*pgid).is_empty());
+        let all_gone = || {
+            targets
+                .iter()
+                .all(|(pgid, _)| group_members(*pgid).is_empty())
+        };
         let deadline = Instant::now() + grace;
         while !all_gone() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

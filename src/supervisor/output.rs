@@ -83,8 +83,7 @@ impl StreamLog {
         self.total += data.len() as u64;
         if data.len() >= self.tail_cap {
             self.tail.clear();
-            self.tail
-                .extend(&data[data.len() - self.tail_cap..]);
+            self.tail.extend(&data[data.len() - self.tail_cap..]);
             return;
         }
         let overflow = (self.tail.len() + data.len()).saturating_sub(self.tail_cap);

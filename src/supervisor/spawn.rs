@@ -104,10 +104,8 @@ pub fn spawn(
                 .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
                 .open(&tty)
                 .map_err(|e| Error::io(format!("open {}", tty.display()), e))?;
-            let dup = |f: &std::fs::File| {
-                f.try_clone()
-                    .map_err(|e| Error::io("dup the PTY slave", e))
-            };
+            let dup =
+                |f: &std::fs::File| f.try_clone().map_err(|e| Error::io("dup the PTY slave", e));
             cmd.stdin(dup(&slave)?).stdout(dup(&slave)?).stderr(slave);
             // SAFETY: setsid, ioctl and the record write are async-signal-safe syscalls.
             unsafe {

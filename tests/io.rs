@@ -1,0 +1,165 @@
+//! Input: SendInput, CloseInput and Attach on pipes, and the bound on unread input.
+use tend::pb::{self, attach_request::Kind as In};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+
+use crate::helper::*;
+
+#[tokio::test]
+async fn stdin_is_echoed_through_cat() {
+    let d = Daemon::start().await;
+    let mut c = d.c().await;
+    let mut s = spec(&["cat"]);
+    s.stdin = true;
+    let id = start(&mut c, s).await;
+    let r = c
+        .send_input(pb::SendInputRequest {
+            id: id.clone(),
+            data: b"hello\n".to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.bytes_accepted, 6);
+    c.close_input(pb::CloseInputRequest { id: id.clone() })
+        .await
+        .unwrap();
+    let got = connect(&mut c, &id, 0).await;
+    assert_eq!(got.stdout, b"hello\n");
+    assert_eq!(got.exit.unwrap().exit_code, Some(0));
+}
+
+#[tokio::test]
+async fn input_to_a_process_without_stdin_is_refused_clearly() {
+    let d = Daemon::start().await;
+    let mut c = d.c().await;
+    let id = start(&mut c, spec(&["sleep", "1000"])).await;
+    let err = c
+        .send_input(pb::SendInputRequest {
+            id,
+            data: b"x".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().contains("stdin"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn unread_input_is_bounded() {
+    let d = Daemon::start().await;
+    let mut c = d.c().await;
+    let mut s = spec(&["sleep", "1000"]);
+    s.stdin = true;
+    let id = start(&mut c, s).await;
+    let mut refused = None;
+    for _ in 0..16 {
+        match c
+            .send_input(pb::SendInputRequest {
+                id: id.clone(),
+                data: vec![b'x'; 1 << 20],
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let err = refused.expect("16 MiB of unread input must not all be accepted");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    let err = c
+        .send_input(pb::SendInputRequest {
+            id,
+            data: vec![0; (1 << 20) + 1],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn attach_sends_input_and_receives_output_on_pipes() {
+    let d = Daemon::start().await;
+    let mut c = d.c().await;
+    let mut s = spec(&["cat"]);
+    s.stdin = true;
+    let id = start(&mut c, s).await;
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(pb::AttachRequest {
+        kind: Some(In::Open(pb::AttachOpen {
+            id: id.clone(),
+            from_offset: Some(0),
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    let mut events = c
+        .attach(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(pb::AttachRequest {
+        kind: Some(In::Input(b"ping\n".to_vec())),
+    })
+    .await
+    .unwrap();
+    let mut got = Collected::default();
+    while got.stdout != b"ping\n" {
+        got.add(events.next().await.unwrap().unwrap().event);
+    }
+    tx.send(pb::AttachRequest {
+        kind: Some(In::CloseInput(true)),
+    })
+    .await
+    .unwrap();
+    while let Some(ev) = events.next().await {
+        got.add(ev.unwrap().event);
+    }
+    assert_eq!(got.exit.unwrap().exit_code, Some(0));
+}
+
+#[tokio::test]
+async fn a_read_only_attacher_cannot_type() {
+    let d = Daemon::start().await;
+    let mut c = d.c().await;
+    let mut s = spec(&["cat"]);
+    s.stdin = true;
+    let id = start(&mut c, s).await;
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(pb::AttachRequest {
+        kind: Some(In::Open(pb::AttachOpen {
+            id,
+            read_only: true,
+            ..Default::default()
+        })),
+    })
+    .await
+    .unwrap();
+    tx.send(pb::AttachRequest {
+        kind: Some(In::Input(b"x".to_vec())),
+    })
+    .await
+    .unwrap();
+    let mut events = c
+        .attach(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = loop {
+        match events
+            .next()
+            .await
+            .expect("an error before the stream ends")
+        {
+            Err(e) => break e,
+            Ok(_) => continue,
+        }
+    };
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().contains("read-only"));
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real daemon binary, over its unix socket (and TCP where it matters).
+mod helper;
+
+mod daemon;
+mod io;
+mod lifecycle;
+mod output;
+mod pty;
+mod validation;
