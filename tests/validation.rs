@@ -110,8 +110,8 @@ async fn bad_starts_are_refused_with_the_field_named() {
 async fn unknown_ids_and_bad_arguments_on_every_rpc() {
     let d = Daemon::start().await;
     let mut c = d.c().await;
-    fn nf<T>(r: Result<tonic::Response<T>, tonic::Status>) {
-        let e = r.err().expect("an error");
+    fn nf<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) {
+        let e = r.expect_err("an error");
         assert_eq!(e.code(), Code::NotFound, "{}", e.message());
         assert!(e.message().contains("p-999"), "{}", e.message());
     }
@@ -156,7 +156,7 @@ async fn unknown_ids_and_bad_arguments_on_every_rpc() {
 
     let live = start(&mut c, spec(&["sleep", "1000"])).await;
     let bad = |r: Result<tonic::Response<_>, tonic::Status>, field: &str| {
-        let e = r.err().expect("an error");
+        let e = r.expect_err("an error");
         assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
         assert!(
             e.message().starts_with(field),

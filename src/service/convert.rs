@@ -366,9 +366,11 @@ mod tests {
         spec(Some(s), String::new(), &Limits::default())
     }
 
+    type Edit = Box<dyn FnOnce(&mut pb::ProcessSpec)>;
+
     #[test]
     fn bad_specs_name_the_field() {
-        let cases: Vec<(Box<dyn FnOnce(&mut pb::ProcessSpec)>, &str)> = vec![
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|s| s.argv.clear()), "spec.argv:"),
             (Box::new(|s| s.argv = vec!["".into()]), "spec.argv[0]:"),
             (Box::new(|s| s.argv.push("a\0b".into())), "spec.argv[1]:"),
