@@ -1,1 +1,616 @@
-fn main() {}
+//! `cargo bench --bench tend_bench`: tend against raw baselines measured in the same run.
+//!
+//! (a) `/bin/true` through `Run` vs `tokio::process::Command::status()`.
+//! (b) 1 GiB through `Connect`, following live, vs reading the same command's stdout pipe.
+//! (c) A one-byte PTY echo through `Attach` vs a PTY opened here, running the same `cat`.
+//!
+//! It prints medians and ratios, and PASS/MISS per target. It asserts nothing about time and
+//! exits 0 whether targets are met or not: a benchmark reports, the tests decide.
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tend::cli::connect::{process_client, Addr, ProcessClient};
+use tend::pb::{self, attach_request::Kind as In, process_event::Kind};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+
+/// Iterations of (a) and (c), after warm-up.
+const ITERS: usize = 400;
+const WARMUP: usize = 30;
+/// Runs of (b), after one smaller warm-up run.
+const STREAM_RUNS: usize = 3;
+const STREAM_BYTES: u64 = 1 << 30;
+/// The (b) daemon's ring: memory stays bounded whatever the process writes.
+const RING_BYTES: usize = 8 << 20;
+/// The shell line of the echo process, in tend and in the raw PTY alike: raw mode, no echo by the
+/// terminal, so one byte in is one byte out (from `cat`), and `R` once the mode is set.
+const ECHO: &str = "stty raw -echo; printf R; exec cat";
+
+/// A `tend serve` subprocess on a socket in a temp dir; SIGTERM on drop.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Daemon {
+    async fn start(args: &[&str]) -> Daemon {
+        let tmp = tempfile::Builder::new()
+            .prefix("tend-bench")
+            .tempdir()
+            .expect("temp dir");
+        let dir = tmp.path().join("state");
+        let child = Command::new(env!("CARGO_BIN_EXE_tend"))
+            .arg("serve")
+            .arg("--state-dir")
+            .arg(&dir)
+            .args(args)
+            .env("TEND_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn tend serve");
+        let d = Daemon {
+            child,
+            socket: dir.join("tend.sock"),
+            _tmp: tmp,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut c) = d.client().await {
+                if c.list(pb::ListRequest::default()).await.is_ok() {
+                    return d;
+                }
+            }
+            assert!(Instant::now() < deadline, "tend did not answer within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn client(&self) -> anyhow::Result<ProcessClient> {
+        process_client(&Addr::Unix(self.socket.clone()), None).await
+    }
+
+    /// The daemon's peak resident set, from /proc.
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spec(argv: &[&str]) -> pb::ProcessSpec {
+    pb::ProcessSpec {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Sorted samples.
+struct Stats(Vec<f64>);
+
+impl Stats {
+    fn new(mut v: Vec<f64>) -> Stats {
+        v.sort_by(|a, b| a.total_cmp(b));
+        Stats(v)
+    }
+    fn pct(&self, p: f64) -> f64 {
+        let i = ((self.0.len() - 1) as f64 * p).round() as usize;
+        self.0[i]
+    }
+    fn median(&self) -> f64 {
+        self.pct(0.5)
+    }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (a) /bin/true
+
+async fn true_via_run(c: &mut ProcessClient) -> Duration {
+    let t0 = Instant::now();
+    let mut events = c
+        .run(pb::RunRequest {
+            spec: Some(spec(&["/bin/true"])),
+            request_id: String::new(),
+        })
+        .await
+        .expect("run")
+        .into_inner();
+    let mut exited = false;
+    while let Some(ev) = events.next().await {
+        if let Some(Kind::Exited(x)) = ev.expect("event").event.and_then(|e| e.kind) {
+            assert_eq!(x.exit_code, Some(0));
+            exited = true;
+            break;
+        }
+    }
+    let t = t0.elapsed();
+    assert!(exited, "Run ended without an exited event");
+    t
+}
+
+async fn true_raw() -> Duration {
+    let t0 = Instant::now();
+    let status = tokio::process::Command::new("/bin/true")
+        .status()
+        .await
+        .expect("spawn /bin/true");
+    let t = t0.elapsed();
+    assert!(status.success());
+    t
+}
+
+struct RunResult {
+    tend: Stats,
+    raw: Stats,
+}
+
+async fn bench_run(d: &Daemon) -> RunResult {
+    let mut c = d.client().await.expect("client");
+    for _ in 0..WARMUP {
+        true_via_run(&mut c).await;
+        true_raw().await;
+    }
+    let (mut tend, mut raw) = (Vec::new(), Vec::new());
+    // Interleaved, so drift (other load, caches, frequency) hits both alike.
+    for _ in 0..ITERS {
+        tend.push(us(true_via_run(&mut c).await));
+        raw.push(us(true_raw().await));
+    }
+    RunResult {
+        tend: Stats::new(tend),
+        raw: Stats::new(raw),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (b) 1 GiB through Connect
+
+struct Streamed {
+    secs: f64,
+    data: u64,
+    gap: u64,
+}
+
+/// Start `head -c bytes /dev/zero` behind a `read` so that Connect is following before the first
+/// byte; time from the go-ahead to the exited event.
+async fn stream_via_connect(c: &mut ProcessClient, bytes: u64) -> Streamed {
+    let script = format!("read go; exec head -c {bytes} /dev/zero");
+    let mut s = spec(&["sh", "-c", &script]);
+    s.stdin = true;
+    let id = c
+        .start(pb::StartRequest {
+            spec: Some(s),
+            ..Default::default()
+        })
+        .await
+        .expect("start")
+        .into_inner()
+        .process
+        .expect("process")
+        .id;
+    let mut events = c
+        .connect(pb::ConnectRequest {
+            id: id.clone(),
+            from_offset: 0,
+            stream: pb::Stream::Stdout as i32,
+            no_follow: false,
+        })
+        .await
+        .expect("connect")
+        .into_inner();
+    let t0 = Instant::now();
+    c.send_input(pb::SendInputRequest {
+        id: id.clone(),
+        data: b"go\n".to_vec(),
+    })
+    .await
+    .expect("send input");
+    let (mut data, mut gap) = (0u64, 0u64);
+    let mut next = 0u64;
+    while let Some(ev) = events.next().await {
+        match ev.expect("event").event.and_then(|e| e.kind) {
+            Some(Kind::Data(x)) => {
+                assert_eq!(x.offset, next, "contiguous offsets");
+                next += x.data.len() as u64;
+                data += x.data.len() as u64;
+            }
+            Some(Kind::Gap(g)) => {
+                assert_eq!(g.offset, next, "contiguous offsets");
+                next += g.length;
+                gap += g.length;
+            }
+            Some(Kind::Exited(x)) => {
+                assert_eq!(x.exit_code, Some(0));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(data + gap, bytes, "every byte is data or gap");
+    let _ = c
+        .remove(pb::RemoveRequest {
+            id,
+            force: false,
+        })
+        .await;
+    Streamed { secs, data, gap }
+}
+
+/// The same command's stdout read straight from its pipe, as the daemon reads it (256 KiB reads).
+async fn stream_raw(bytes: u64) -> Streamed {
+    let t0 = Instant::now();
+    let mut child = tokio::process::Command::new("head")
+        .args(["-c", &bytes.to_string(), "/dev/zero"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn head");
+    let mut out = child.stdout.take().expect("piped");
+    let mut buf = vec![0u8; 256 << 10];
+    let mut data = 0u64;
+    loop {
+        let n = out.read(&mut buf).await.expect("read");
+        if n == 0 {
+            break;
+        }
+        data += n as u64;
+    }
+    assert!(child.wait().await.expect("wait").success());
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(data, bytes);
+    Streamed { secs, data, gap: 0 }
+}
+
+struct StreamResult {
+    tend: Vec<Streamed>,
+    raw: Vec<Streamed>,
+    peak_rss_kib: Option<u64>,
+}
+
+fn gbps(s: &Streamed) -> f64 {
+    s.data as f64 / s.secs / 1e9
+}
+
+fn median_of(v: &[Streamed], f: fn(&Streamed) -> f64) -> f64 {
+    Stats::new(v.iter().map(f).collect()).median()
+}
+
+async fn bench_stream(d: &Daemon) -> StreamResult {
+    let mut c = d.client().await.expect("client");
+    stream_via_connect(&mut c, 64 << 20).await;
+    stream_raw(64 << 20).await;
+    let (mut tend, mut raw) = (Vec::new(), Vec::new());
+    for _ in 0..STREAM_RUNS {
+        tend.push(stream_via_connect(&mut c, STREAM_BYTES).await);
+        raw.push(stream_raw(STREAM_BYTES).await);
+    }
+    StreamResult {
+        tend,
+        raw,
+        peak_rss_kib: d.peak_rss_kib(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (c) PTY echo
+
+/// An Attach session on a PTY `cat` in raw mode.
+struct Attached {
+    tx: mpsc::Sender<pb::AttachRequest>,
+    events: tonic::Streaming<pb::AttachResponse>,
+}
+
+impl Attached {
+    async fn open(c: &mut ProcessClient) -> (Attached, String) {
+        let mut s = spec(&["sh", "-c", ECHO]);
+        s.pty = Some(pb::PtySize { rows: 24, cols: 80 });
+        let id = c
+            .start(pb::StartRequest {
+                spec: Some(s),
+                ..Default::default()
+            })
+            .await
+            .expect("start")
+            .into_inner()
+            .process
+            .expect("process")
+            .id;
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(pb::AttachRequest {
+            kind: Some(In::Open(pb::AttachOpen {
+                id: id.clone(),
+                from_offset: Some(0),
+                ..Default::default()
+            })),
+        })
+        .await
+        .expect("open");
+        let events = c
+            .attach(ReceiverStream::new(rx))
+            .await
+            .expect("attach")
+            .into_inner();
+        let mut a = Attached { tx, events };
+        a.expect(b'R').await;
+        (a, id)
+    }
+
+    /// Wait for data holding exactly `byte`.
+    async fn expect(&mut self, byte: u8) {
+        while let Some(ev) = self.events.next().await {
+            if let Some(Kind::Data(d)) = ev.expect("event").event.and_then(|e| e.kind) {
+                assert_eq!(d.data, [byte], "one byte in, the same byte out");
+                return;
+            }
+        }
+        panic!("the attach stream ended before the echo");
+    }
+
+    async fn round_trip(&mut self, byte: u8) -> Duration {
+        let t0 = Instant::now();
+        self.tx
+            .send(pb::AttachRequest {
+                kind: Some(In::Input(vec![byte])),
+            })
+            .await
+            .expect("send");
+        self.expect(byte).await;
+        t0.elapsed()
+    }
+}
+
+/// The same `cat` on a PTY opened here; blocking reads and writes on the master.
+struct RawPty {
+    master: OwnedFd,
+    child: Child,
+}
+
+impl RawPty {
+    fn open() -> RawPty {
+        let pty = nix::pty::openpty(
+            Some(&nix::pty::Winsize {
+                ws_row: 24,
+                ws_col: 80,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            }),
+            None,
+        )
+        .expect("openpty");
+        let slave = std::fs::File::from(pty.slave);
+        let dup = || slave.try_clone().expect("dup");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", ECHO])
+            .stdin(dup())
+            .stdout(dup())
+            .stderr(slave);
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+        let child = cmd.spawn().expect("spawn the raw PTY cat");
+        drop(cmd);
+        let mut p = RawPty {
+            master: pty.master,
+            child,
+        };
+        p.expect(b'R');
+        p
+    }
+
+    fn expect(&mut self, byte: u8) {
+        let mut b = [0u8; 16];
+        // SAFETY: read(2) into our buffer from our fd.
+        let n = unsafe { libc::read(self.master.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+        assert_eq!(n, 1, "one byte back");
+        assert_eq!(b[0], byte);
+    }
+
+    fn round_trip(&mut self, byte: u8) -> Duration {
+        let t0 = Instant::now();
+        // SAFETY: write(2) of one byte from our buffer to our fd.
+        let n = unsafe { libc::write(self.master.as_raw_fd(), [byte].as_ptr().cast(), 1) };
+        assert_eq!(n, 1);
+        self.expect(byte);
+        t0.elapsed()
+    }
+}
+
+impl Drop for RawPty {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct EchoResult {
+    tend: Stats,
+    raw: Stats,
+}
+
+async fn bench_echo(d: &Daemon) -> EchoResult {
+    let mut c = d.client().await.expect("client");
+    let (mut attached, id) = Attached::open(&mut c).await;
+    let mut raw_pty = RawPty::open();
+    let byte = |i: usize| b'a' + (i % 26) as u8;
+    for i in 0..WARMUP {
+        attached.round_trip(byte(i)).await;
+        raw_pty.round_trip(byte(i));
+    }
+    let (mut tend, mut raw) = (Vec::new(), Vec::new());
+    for i in 0..ITERS {
+        tend.push(us(attached.round_trip(byte(i)).await));
+        // A few µs of blocking on a worker thread of a multi-thread runtime.
+        raw.push(us(raw_pty.round_trip(byte(i))));
+    }
+    drop(attached);
+    let _ = c
+        .remove(pb::RemoveRequest { id, force: true })
+        .await;
+    EchoResult {
+        tend: Stats::new(tend),
+        raw: Stats::new(raw),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let started = Instant::now();
+        println!(
+            "tend_bench: {} CPUs, {ITERS} iterations of (a) and (c) after {WARMUP} warm-up, \
+             {STREAM_RUNS} runs of (b)",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+
+        let d = Daemon::start(&[]).await;
+        let a = bench_run(&d).await;
+        let c = bench_echo(&d).await;
+        drop(d);
+
+        let ring = RING_BYTES.to_string();
+        let d = Daemon::start(&["--head-bytes", "0", "--tail-bytes", &ring]).await;
+        let b = bench_stream(&d).await;
+        drop(d);
+
+        println!();
+        println!("(a) /bin/true: Run RPC (start, stream to exited) vs tokio::process status()");
+        println!("    {:<28} {:>10} {:>10}", "", "median µs", "p90 µs");
+        println!(
+            "    {:<28} {:>10.0} {:>10.0}",
+            "tend Run",
+            a.tend.median(),
+            a.tend.pct(0.9)
+        );
+        println!(
+            "    {:<28} {:>10.0} {:>10.0}",
+            "raw spawn+wait",
+            a.raw.median(),
+            a.raw.pct(0.9)
+        );
+        let ratio_a = a.tend.median() / a.raw.median();
+        println!(
+            "    ratio {ratio_a:.2}x  (target <= 1.30x)  {}",
+            verdict(ratio_a <= 1.3)
+        );
+
+        println!();
+        println!(
+            "(b) {} MiB through Connect, following live (ring {} MiB) vs raw pipe read",
+            STREAM_BYTES >> 20,
+            RING_BYTES >> 20
+        );
+        println!(
+            "    {:<10} {:>8} {:>10} {:>14} {:>14}",
+            "run", "", "secs", "data GB/s", "gap bytes"
+        );
+        for (i, (t, r)) in b.tend.iter().zip(&b.raw).enumerate() {
+            println!(
+                "    {:<10} {:>8} {:>10.3} {:>14.2} {:>14}",
+                i + 1,
+                "tend",
+                t.secs,
+                gbps(t),
+                t.gap
+            );
+            println!(
+                "    {:<10} {:>8} {:>10.3} {:>14.2} {:>14}",
+                "",
+                "raw",
+                r.secs,
+                gbps(r),
+                r.gap
+            );
+        }
+        let tend_gbps = median_of(&b.tend, gbps);
+        let raw_gbps = median_of(&b.raw, gbps);
+        let gap_total: u64 = b.tend.iter().map(|s| s.gap).sum();
+        let ratio_b = tend_gbps / raw_gbps;
+        println!(
+            "    median: tend {tend_gbps:.2} GB/s, raw {raw_gbps:.2} GB/s, ratio {:.0}%  \
+             (target >= 50% and >= 1 GB/s)  {}",
+            ratio_b * 100.0,
+            verdict(ratio_b >= 0.5 && tend_gbps >= 1.0)
+        );
+        println!(
+            "    gap bytes over {STREAM_RUNS} runs: {gap_total}{}",
+            if gap_total == 0 {
+                " (the reader kept up)"
+            } else {
+                " (the reader fell behind the ring; data GB/s counts delivered bytes only)"
+            }
+        );
+        if let Some(kib) = b.peak_rss_kib {
+            println!("    daemon peak RSS: {} MiB", kib >> 10);
+        }
+
+        println!();
+        println!("(c) PTY echo of one byte: Attach vs a raw PTY (same `cat`, raw mode)");
+        println!("    {:<28} {:>10} {:>10}", "", "median µs", "p90 µs");
+        println!(
+            "    {:<28} {:>10.1} {:>10.1}",
+            "tend Attach",
+            c.tend.median(),
+            c.tend.pct(0.9)
+        );
+        println!(
+            "    {:<28} {:>10.1} {:>10.1}",
+            "raw PTY",
+            c.raw.median(),
+            c.raw.pct(0.9)
+        );
+        let diff = c.tend.median() - c.raw.median();
+        println!(
+            "    difference of medians {diff:.1} µs (p90: {:.1} µs)  (target <= 100 µs)  {}",
+            c.tend.pct(0.9) - c.raw.pct(0.9),
+            verdict(diff <= 100.0)
+        );
+        println!();
+        println!("total {:.1} s", started.elapsed().as_secs_f64());
+    });
+}
