@@ -263,12 +263,7 @@ async fn stream_via_connect(c: &mut ProcessClient, bytes: u64) -> Streamed {
     }
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(data + gap, bytes, "every byte is data or gap");
-    let _ = c
-        .remove(pb::RemoveRequest {
-            id,
-            force: false,
-        })
-        .await;
+    let _ = c.remove(pb::RemoveRequest { id, force: false }).await;
     Streamed { secs, data, gap }
 }
 
@@ -484,9 +479,7 @@ async fn bench_echo(d: &Daemon) -> EchoResult {
         raw.push(us(raw_pty.round_trip(byte(i))));
     }
     drop(attached);
-    let _ = c
-        .remove(pb::RemoveRequest { id, force: true })
-        .await;
+    let _ = c.remove(pb::RemoveRequest { id, force: true }).await;
     EchoResult {
         tend: Stats::new(tend),
         raw: Stats::new(raw),
