@@ -15,6 +15,8 @@ pub struct Config {
     pub grace: Duration,
     /// Limits on what clients may ask for.
     pub limits: Limits,
+    /// Agents quiet this long are idle (default 2 s).
+    pub quiescence: Duration,
 }
 
 /// Every bound the daemon keeps. Hitting one is an error or a documented truncation.
@@ -65,6 +67,7 @@ impl Config {
             token: None,
             grace: Duration::from_secs(5),
             limits: Limits::default(),
+            quiescence: Duration::from_secs(2),
         }
     }
 

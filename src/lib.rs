@@ -1,4 +1,5 @@
 //! tend: a daemon that runs and tends processes and PTY sessions for other programs, over gRPC.
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -9,6 +9,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Request, Status};
 
 use crate::config;
+use crate::pb::agent_service_client::AgentServiceClient;
 use crate::pb::process_service_client::ProcessServiceClient;
 
 /// Adds `authorization: Bearer <token>` when there is a token.
@@ -26,6 +27,8 @@ impl tonic::service::Interceptor for Bearer {
 
 /// A ProcessService client as the CLI uses it.
 pub type ProcessClient = ProcessServiceClient<InterceptedService<Channel, Bearer>>;
+/// An AgentService client as the CLI uses it.
+pub type AgentClient = AgentServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Where a daemon listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +87,17 @@ pub async fn channel(addr: &Addr) -> anyhow::Result<Channel> {
 
 /// A ProcessService client for `addr`, with `token` (or the state dir's token file for TCP).
 pub async fn process_client(addr: &Addr, token: Option<String>) -> anyhow::Result<ProcessClient> {
+    let (ch, bearer) = authorized(addr, token).await?;
+    Ok(ProcessServiceClient::with_interceptor(ch, bearer).max_decoding_message_size(16 << 20))
+}
+
+/// An AgentService client, like `process_client`.
+pub async fn agent_client(addr: &Addr, token: Option<String>) -> anyhow::Result<AgentClient> {
+    let (ch, bearer) = authorized(addr, token).await?;
+    Ok(AgentServiceClient::with_interceptor(ch, bearer).max_decoding_message_size(16 << 20))
+}
+
+async fn authorized(addr: &Addr, token: Option<String>) -> anyhow::Result<(Channel, Bearer)> {
     let token = match (token, addr) {
         (Some(t), _) => Some(t),
         (None, Addr::Tcp(_)) => std::fs::read_to_string(config::default_state_dir().join("token"))
@@ -95,7 +109,5 @@ pub async fn process_client(addr: &Addr, token: Option<String>) -> anyhow::Resul
         .map(|t| format!("Bearer {t}").parse())
         .transpose()
         .map_err(|_| anyhow::anyhow!("the token holds characters not allowed in a header"))?;
-    let ch = channel(addr).await?;
-    Ok(ProcessServiceClient::with_interceptor(ch, Bearer(value))
-        .max_decoding_message_size(16 << 20))
+    Ok((channel(addr).await?, Bearer(value)))
 }

@@ -1,4 +1,5 @@
 //! The `tend` command line: `serve` runs the daemon, the rest are clients of it.
+mod agent;
 pub mod connect;
 mod inspect;
 mod run;
@@ -82,6 +83,55 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Named interactive agents in their own PTYs.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Attach this terminal to an agent; Ctrl-] detaches.
+    Attach { name: String },
+    /// Type a message (and Enter) into an agent; exits 0 when delivered.
+    Nudge {
+        name: String,
+        message: String,
+        /// Wait until the agent is idle before typing.
+        #[arg(long)]
+        wait_idle: bool,
+        /// Seconds to wait for idle.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+}
+
+/// `tend agent …`.
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Start a named agent.
+    Spawn {
+        name: String,
+        /// Restart it when it exits (with backoff) and bring it back when the daemon restarts.
+        #[arg(long)]
+        crew: bool,
+        #[arg(long = "env", short = 'e', value_parser = key_value)]
+        env: Vec<(String, String)>,
+        #[arg(long)]
+        cwd: Option<String>,
+        /// A prompt file, passed to the program as TEND_PROMPT_FILE.
+        #[arg(long)]
+        prompt_file: Option<String>,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// List agents.
+    Ls,
+    /// Stop an agent (SIGTERM, SIGKILL after --timeout-ms); a crew agent stays stopped.
+    Stop {
+        name: String,
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+    /// Restart an agent by hand.
+    Respawn { name: String },
+    /// Stop and forget an agent.
+    Rm { name: String },
 }
 
 /// Options of `tend serve`.
@@ -111,6 +161,9 @@ pub struct ServeArgs {
     /// Milliseconds to keep reading output held open by a background child after exit.
     #[arg(long)]
     pub drain_ms: Option<u64>,
+    /// Milliseconds of PTY silence after which an agent is idle.
+    #[arg(long, default_value_t = 2000)]
+    pub quiescence_ms: u64,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -135,6 +188,7 @@ impl ServeArgs {
         }
         c.token = token;
         c.grace = Duration::from_millis(self.grace_ms);
+        c.quiescence = Duration::from_millis(self.quiescence_ms);
         let l = &mut c.limits;
         if let Some(v) = self.max_running {
             l.max_running = v;
@@ -158,8 +212,56 @@ impl ServeArgs {
 /// Run a client subcommand; returns the exit code.
 pub async fn client(cli: Cli) -> anyhow::Result<i32> {
     let addr = connect::parse_addr(cli.connect.as_deref())?;
+    let token = cli.token.clone();
+    let agents = || connect::agent_client(&addr, token.clone());
+    match cli.command {
+        Command::Agent(cmd) => {
+            let c = agents().await?;
+            return match cmd {
+                AgentCommand::Spawn {
+                    name,
+                    crew,
+                    env,
+                    cwd,
+                    prompt_file,
+                    argv,
+                } => {
+                    let spec = crate::pb::AgentSpec {
+                        name,
+                        argv,
+                        env: env.into_iter().collect(),
+                        cwd: cwd.unwrap_or_default(),
+                        prompt_file: prompt_file.unwrap_or_default(),
+                        size: tty::size().map(|(rows, cols)| crate::pb::PtySize { rows, cols }),
+                        kind: if crew {
+                            crate::pb::AgentKind::Crew
+                        } else {
+                            crate::pb::AgentKind::Task
+                        } as i32,
+                        restart: None,
+                    };
+                    agent::spawn(c, spec).await
+                }
+                AgentCommand::Ls => agent::list(c).await,
+                AgentCommand::Stop { name, timeout_ms } => agent::stop(c, name, timeout_ms).await,
+                AgentCommand::Respawn { name } => agent::respawn(c, name).await,
+                AgentCommand::Rm { name } => agent::remove(c, name).await,
+            };
+        }
+        Command::Attach { name } => return agent::attach(agents().await?, name).await,
+        Command::Nudge {
+            name,
+            message,
+            wait_idle,
+            timeout,
+        } => return agent::nudge(agents().await?, name, message, wait_idle, timeout).await,
+        _ => {}
+    }
     let c = connect::process_client(&addr, cli.token).await?;
     match cli.command {
+        Command::Agent(_) | Command::Attach { .. } | Command::Nudge { .. } => {
+            unreachable!("handled above")
+        }
         Command::Serve(_) => unreachable!("serve is not a client command"),
         Command::Run {
             pty,

@@ -9,9 +9,11 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::service::InterceptorLayer;
 use tonic::transport::Server;
 
+use crate::agent::Agents;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pb;
+use crate::service::agent::AgentApi;
 use crate::service::process::ProcessApi;
 use crate::supervisor::Supervisor;
 
@@ -72,8 +74,16 @@ pub async fn serve(
             .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
         Ok((v1, v1alpha))
     };
+    let agents = Agents::new(sup.clone(), dir, config.quiescence);
+    health
+        .set_serving::<pb::agent_service_server::AgentServiceServer<AgentApi>>()
+        .await;
     let process =
         pb::process_service_server::ProcessServiceServer::new(ProcessApi::new(sup.clone()));
+    let agent = pb::agent_service_server::AgentServiceServer::new(AgentApi::new(
+        agents,
+        config.limits.max_input_bytes,
+    ));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -86,7 +96,8 @@ pub async fn serve(
             .add_service(health_service.clone())
             .add_service(v1)
             .add_service(v1alpha)
-            .add_service(process.clone());
+            .add_service(process.clone())
+            .add_service(agent.clone());
         let incoming = UnixListenerStream::new(unix);
         servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())));
     }
@@ -100,7 +111,8 @@ pub async fn serve(
             .add_service(health_service.clone())
             .add_service(v1)
             .add_service(v1alpha)
-            .add_service(process.clone());
+            .add_service(process.clone())
+            .add_service(agent.clone());
         let incoming = TcpListenerStream::new(l);
         servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())));
     }

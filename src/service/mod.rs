@@ -1,4 +1,6 @@
 //! The gRPC services: thin adapters from proto requests to the core.
+pub mod agent;
+mod agent_convert;
 pub mod convert;
 pub mod process;
 mod stream;

@@ -8,7 +8,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
-use super::stream::{pump, CHANNEL_DEPTH};
+use super::stream::{forward_input, pump, Input, CHANNEL_DEPTH};
 use crate::error::Error;
 use crate::pb;
 use crate::pb::process_service_server::ProcessService;
@@ -140,39 +140,17 @@ impl ProcessService for ProcessApi {
         let errors = tx.downgrade();
         tokio::spawn(pump(p.clone(), cursor, true, tx, wrap));
 
-        let max_input = self.sup.limits().max_input_bytes;
-        let read_only = open.read_only;
-        tokio::spawn(async move {
-            while let Some(msg) = inbound.next().await {
-                let Ok(msg) = msg else { return };
-                let result = match msg.kind {
-                    _ if read_only => Err(Error::FailedPrecondition(format!(
-                        "attached to {} read-only; attach again without read_only to send input",
-                        p.id
-                    ))),
-                    Some(Kind::Input(data)) if data.len() > max_input => Err(Error::invalid(
-                        "input",
-                        format!("{} bytes in one message; at most {max_input}", data.len()),
-                    )),
-                    Some(Kind::Input(data)) => p.send_input(data).map(drop),
-                    Some(Kind::Resize(size)) => {
-                        convert::pty_size("resize", size).and_then(|s| p.resize(s))
-                    }
-                    Some(Kind::CloseInput(true)) => p.close_input(),
-                    Some(Kind::CloseInput(false)) | None => Ok(()),
-                    Some(Kind::Open(_)) => Err(Error::invalid(
-                        "open",
-                        "the session is already open; send input, resize or close_input",
-                    )),
-                };
-                if let Err(e) = result {
-                    if let Some(tx) = errors.upgrade() {
-                        let _ = tx.send(Err(e.into())).await;
-                    }
-                    return;
-                }
-            }
+        let inbound = inbound.map(|m| {
+            m.map(|m| match m.kind {
+                Some(Kind::Input(data)) => Input::Data(data),
+                Some(Kind::Resize(size)) => Input::Resize(size),
+                Some(Kind::CloseInput(true)) => Input::Close,
+                Some(Kind::CloseInput(false)) | None => Input::Nothing,
+                Some(Kind::Open(_)) => Input::Open,
+            })
         });
+        let max_input = self.sup.limits().max_input_bytes;
+        forward_input(p, open.read_only, max_input, Box::pin(inbound), errors);
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

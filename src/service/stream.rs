@@ -51,3 +51,60 @@ pub async fn pump<R>(
         }
     }
 }
+
+/// What an attached client sends after opening the session.
+pub enum Input {
+    Data(Vec<u8>),
+    Resize(pb::PtySize),
+    Close,
+    /// A second `open`: a protocol error.
+    Open,
+    /// An empty message.
+    Nothing,
+}
+
+/// Apply an attached client's messages to the process until the client ends its side or sends
+/// something invalid; an error ends the session with that status. Holds only a weak sender so
+/// the response stream still ends with the exit event.
+pub fn forward_input<S, R>(
+    p: Arc<Process>,
+    read_only: bool,
+    max_input: usize,
+    mut inbound: S,
+    errors: mpsc::WeakSender<Result<R, Status>>,
+) where
+    S: tokio_stream::Stream<Item = Result<Input, Status>> + Send + Unpin + 'static,
+    R: Send + 'static,
+{
+    use crate::error::Error;
+    use tokio_stream::StreamExt;
+    tokio::spawn(async move {
+        while let Some(msg) = inbound.next().await {
+            let Ok(msg) = msg else { return };
+            let result = match msg {
+                Input::Nothing => Ok(()),
+                _ if read_only => Err(Error::FailedPrecondition(format!(
+                    "attached to {} read-only; attach again without read_only to send input",
+                    p.id
+                ))),
+                Input::Data(data) if data.len() > max_input => Err(Error::invalid(
+                    "input",
+                    format!("{} bytes in one message; at most {max_input}", data.len()),
+                )),
+                Input::Data(data) => p.send_input(data).map(drop),
+                Input::Resize(size) => convert::pty_size("resize", size).and_then(|s| p.resize(s)),
+                Input::Close => p.close_input(),
+                Input::Open => Err(Error::invalid(
+                    "open",
+                    "the session is already open; send input, resize or close_input",
+                )),
+            };
+            if let Err(e) = result {
+                if let Some(tx) = errors.upgrade() {
+                    let _ = tx.send(Err(e.into())).await;
+                }
+                return;
+            }
+        }
+    });
+}

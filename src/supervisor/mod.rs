@@ -115,6 +115,11 @@ impl Supervisor {
         self.inner.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether `shutdown` has begun.
+    pub fn shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits

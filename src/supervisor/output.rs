@@ -141,6 +141,8 @@ struct Logs {
     exit: Option<ExitInfo>,
     /// After close, appends are dropped: a background child that outlived the drain.
     closed: bool,
+    /// When the process last wrote anything (agents' idle detection).
+    last_append: Option<std::time::Instant>,
 }
 
 /// The output of one process and the signal readers wait on.
@@ -186,6 +188,7 @@ impl Output {
                 streams,
                 exit: None,
                 closed: false,
+                last_append: None,
             }),
             changed: watch::Sender::new(0),
         }
@@ -214,8 +217,14 @@ impl Output {
             if let Some(s) = logs.streams.iter_mut().find(|s| s.kind == kind) {
                 s.append(data);
             }
+            logs.last_append = Some(std::time::Instant::now());
         }
         self.bump();
+    }
+
+    /// When the process last wrote output; `None` before its first byte.
+    pub fn last_activity(&self) -> Option<std::time::Instant> {
+        self.lock().last_append
     }
 
     /// The stream reached end of file.

@@ -33,6 +33,16 @@ pub struct Process {
     pty: Option<Mutex<(Box<dyn MasterPty + Send>, PtySize)>>,
 }
 
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("id", &self.id)
+            .field("pid", &self.pid)
+            .field("argv", &self.spec.argv)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Process {
     pub(super) fn new(
         id: String,

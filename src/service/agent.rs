@@ -1,0 +1,298 @@
+//! The AgentService adapter: validate, call the agent registry, map errors.
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::agent_convert as conv;
+use super::stream::{forward_input, pump, Input, CHANNEL_DEPTH};
+use crate::agent::spec::check_name;
+use crate::agent::{Agents, IdleOutcome, NudgeOutcome};
+use crate::error::Error;
+use crate::pb;
+use crate::pb::agent_service_server::AgentService;
+
+/// Largest nudge message.
+const MAX_NUDGE: usize = 64 << 10;
+/// Default and largest RecentOutput and attach replay.
+const RECENT_DEFAULT: u32 = 64 << 10;
+const RECENT_MAX: u32 = 8 << 20;
+
+/// The service over the agent registry.
+pub struct AgentApi {
+    agents: Agents,
+    max_input: usize,
+}
+
+impl AgentApi {
+    /// Serve `agents`.
+    pub fn new(agents: Agents, max_input: usize) -> Self {
+        AgentApi { agents, max_input }
+    }
+}
+
+type Events<R> = Pin<Box<dyn Stream<Item = Result<R, Status>> + Send>>;
+
+fn name(field: &str, n: &str) -> Result<(), Error> {
+    check_name(field, n)
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    async fn spawn(
+        &self,
+        request: Request<pb::SpawnRequest>,
+    ) -> Result<Response<pb::SpawnResponse>, Status> {
+        let spec = conv::spec(request.into_inner().spec)?;
+        let info = self.agents.spawn(spec)?;
+        Ok(Response::new(pb::SpawnResponse {
+            agent: Some(conv::info(info)),
+        }))
+    }
+
+    async fn list(
+        &self,
+        _request: Request<pb::AgentServiceListRequest>,
+    ) -> Result<Response<pb::AgentServiceListResponse>, Status> {
+        let agents = self
+            .agents
+            .list()
+            .iter()
+            .map(|a| conv::info(self.agents.info(a)))
+            .collect();
+        Ok(Response::new(pb::AgentServiceListResponse { agents }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::AgentServiceGetRequest>,
+    ) -> Result<Response<pb::AgentServiceGetResponse>, Status> {
+        let r = request.into_inner();
+        name("name", &r.name)?;
+        let a = self.agents.get(&r.name)?;
+        Ok(Response::new(pb::AgentServiceGetResponse {
+            agent: Some(conv::info(self.agents.info(&a))),
+        }))
+    }
+
+    async fn stop(
+        &self,
+        request: Request<pb::StopRequest>,
+    ) -> Result<Response<pb::StopResponse>, Status> {
+        let r = request.into_inner();
+        name("name", &r.name)?;
+        let timeout = conv::ms("timeout_ms", r.timeout_ms, Duration::from_secs(5))?;
+        let info = self.agents.stop(&r.name, timeout).await?;
+        Ok(Response::new(pb::StopResponse {
+            agent: Some(conv::info(info)),
+        }))
+    }
+
+    async fn respawn(
+        &self,
+        request: Request<pb::RespawnRequest>,
+    ) -> Result<Response<pb::RespawnResponse>, Status> {
+        let r = request.into_inner();
+        name("name", &r.name)?;
+        let info = self.agents.respawn(&r.name).await?;
+        Ok(Response::new(pb::RespawnResponse {
+            agent: Some(conv::info(info)),
+        }))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<pb::AgentServiceRemoveRequest>,
+    ) -> Result<Response<pb::AgentServiceRemoveResponse>, Status> {
+        let r = request.into_inner();
+        name("name", &r.name)?;
+        self.agents.remove(&r.name).await?;
+        Ok(Response::new(pb::AgentServiceRemoveResponse {}))
+    }
+
+    async fn nudge(
+        &self,
+        request: Request<pb::NudgeRequest>,
+    ) -> Result<Response<pb::NudgeResponse>, Status> {
+        let r = request.into_inner();
+        name("name", &r.name)?;
+        if r.message.len() > MAX_NUDGE {
+            return Err(Error::invalid(
+                "message",
+                format!("{} bytes; at most {MAX_NUDGE}", r.message.len()),
+            )
+            .into());
+        }
+        let wait = match pb::NudgeMode::try_from(r.mode) {
+            Ok(pb::NudgeMode::Unspecified | pb::NudgeMode::Immediate) => None,
+            Ok(pb::NudgeMode::WaitIdle) => Some(conv::ms(
+                "timeout_ms",
+                r.timeout_ms,
+                Duration::from_secs(30),
+            )?),
+            Err(_) => return Err(Error::invalid("mode", format!("unknown mode {}", r.mode)).into()),
+        };
+        let outcome = self
+            .agents
+            .nudge(&r.name, &r.message, wait, !r.no_submit)
+            .await?;
+        Ok(Response::new(pb::NudgeResponse {
+            outcome: match outcome {
+                NudgeOutcome::Delivered => pb::NudgeOutcome::Delivered,
+                NudgeOutcome::NotRunning => pb::NudgeOutcome::NotRunning,
+                NudgeOutcome::TimedOut => pb::NudgeOutcome::TimedOut,
+            } as i32,
+        }))
+    }
+
+    async fn wait_idle(
+        &self,
+        request: Request<pb::WaitIdleRequest>,
+    ) -> Result<Response<pb::WaitIdleResponse>, Status> {
+        let r = request.into_inner();
+        name("name", &r.name)?;
+        let q = conv::ms("quiescence_ms", r.quiescence_ms, self.agents.quiescence())?;
+        let timeout = conv::ms("timeout_ms", r.timeout_ms, Duration::from_secs(30))?;
+        let outcome = self.agents.wait_idle(&r.name, q, timeout).await?;
+        Ok(Response::new(pb::WaitIdleResponse {
+            outcome: match outcome {
+                IdleOutcome::Idle => pb::IdleOutcome::Idle,
+                IdleOutcome::TimedOut => pb::IdleOutcome::TimedOut,
+                IdleOutcome::NotRunning => pb::IdleOutcome::NotRunning,
+            } as i32,
+        }))
+    }
+
+    async fn recent_output(
+        &self,
+        request: Request<pb::RecentOutputRequest>,
+    ) -> Result<Response<pb::RecentOutputResponse>, Status> {
+        let r = request.into_inner();
+        name("name", &r.name)?;
+        if r.bytes > RECENT_MAX {
+            return Err(
+                Error::invalid("bytes", format!("{} is more than {RECENT_MAX}", r.bytes)).into(),
+            );
+        }
+        let want = if r.bytes == 0 {
+            RECENT_DEFAULT
+        } else {
+            r.bytes
+        } as u64;
+        let a = self.agents.get(&r.name)?;
+        let Some(p) = a.process() else {
+            return Ok(Response::new(pb::RecentOutputResponse::default()));
+        };
+        let total = p.output.stats().first().map_or(0, |s| s.total);
+        let from = total.saturating_sub(want);
+        let kind = crate::supervisor::StreamKind::Pty;
+        let (data, lost) = p.output.slice(kind, from, total);
+        Ok(Response::new(pb::RecentOutputResponse {
+            data,
+            offset: from + lost,
+        }))
+    }
+
+    type AttachStream = Events<pb::AgentServiceAttachResponse>;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<pb::AgentServiceAttachRequest>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        use pb::agent_service_attach_request::Kind;
+        let mut inbound = request.into_inner();
+        let open = match inbound.next().await {
+            Some(Ok(pb::AgentServiceAttachRequest {
+                kind: Some(Kind::Open(open)),
+            })) => open,
+            Some(Err(status)) => return Err(status),
+            _ => {
+                return Err(Error::invalid(
+                    "open",
+                    "the first AgentServiceAttachRequest must be `open` naming the agent",
+                )
+                .into())
+            }
+        };
+        name("open.name", &open.name)?;
+        if open.replay_bytes > RECENT_MAX {
+            return Err(
+                Error::invalid("open.replay_bytes", format!("at most {RECENT_MAX}")).into(),
+            );
+        }
+        let a = self.agents.get(&open.name)?;
+        let p = a.running().ok_or_else(|| {
+            Error::FailedPrecondition(format!(
+                "agent {:?} is not running; Respawn it, or read RecentOutput",
+                open.name
+            ))
+        })?;
+        let back = if open.replay_bytes == 0 {
+            RECENT_DEFAULT
+        } else {
+            open.replay_bytes
+        };
+        let cursor = p.output.cursor_from_end(&p.output.kinds(), back.into());
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let errors = tx.downgrade();
+        let wrap = |e| pb::AgentServiceAttachResponse { event: Some(e) };
+        tokio::spawn(pump(p.clone(), cursor, true, tx, wrap));
+        let inbound = inbound.map(|m| {
+            m.map(|m| match m.kind {
+                Some(Kind::Input(data)) => Input::Data(data),
+                Some(Kind::Resize(size)) => Input::Resize(size),
+                Some(Kind::Open(_)) => Input::Open,
+                None => Input::Nothing,
+            })
+        });
+        forward_input(p, open.read_only, self.max_input, Box::pin(inbound), errors);
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type WatchStream = Events<pb::WatchResponse>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let r = request.into_inner();
+        if !r.name.is_empty() {
+            name("name", &r.name)?;
+        }
+        let mut events = self.agents.subscribe();
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        tokio::spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    ev = events.recv() => ev,
+                    _ = tx.closed() => return,
+                };
+                let ev = match ev {
+                    Ok(e) if r.name.is_empty() || e.name == r.name => conv::event(e),
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(n)) => pb::AgentEvent {
+                        kind: pb::AgentEventKind::Lagged as i32,
+                        missed: n,
+                        at_unix_ms: std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_millis() as i64)
+                            .unwrap_or(0),
+                        ..Default::default()
+                    },
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if tx
+                    .send(Ok(pb::WatchResponse { event: Some(ev) }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
