@@ -8,7 +8,8 @@
 ``connect`` / ``connect_async`` understand ``unix:///path``, ``tcp://host:port``,
 ``$TEND_ADDR``, ``$TEND_TOKEN`` and the default socket location. The messages and stubs
 are generated from ``proto/tend/v1`` (``tend_client.process_pb2``,
-``tend_client.process_pb2_grpc``).
+``tend_client.process_pb2_grpc``, ``tend_client.agent_pb2``, ``tend_client.agent_pb2_grpc``).
+``client.process`` is the ProcessService stub, ``client.agent`` the AgentService one.
 """
 
 from tend_client._address import (
@@ -23,7 +24,7 @@ from tend_client._address import (
     resolve_token,
 )
 from tend_client._client import AsyncClient, Client, connect, connect_async
-from tend_client._gen.tend.v1 import process_pb2, process_pb2_grpc
+from tend_client._gen.tend.v1 import agent_pb2, agent_pb2_grpc, process_pb2, process_pb2_grpc
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,8 @@ __all__ = [
     "Address",
     "AsyncClient",
     "Client",
+    "agent_pb2",
+    "agent_pb2_grpc",
     "connect",
     "connect_async",
     "default_socket_path",
