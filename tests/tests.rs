@@ -1,6 +1,7 @@
 //! Integration tests: the real daemon binary, over its unix socket (and TCP where it matters).
 mod helper;
 
+mod agent;
 mod daemon;
 mod io;
 mod lifecycle;

@@ -79,6 +79,13 @@ impl Daemon {
         connect::process_client(&Addr::Unix(self.socket()), None).await
     }
 
+    /// An AgentService client, or panic.
+    pub async fn agents(&self) -> connect::AgentClient {
+        connect::agent_client(&Addr::Unix(self.socket()), None)
+            .await
+            .expect("connect to tend")
+    }
+
     /// A connected client, or panic.
     pub async fn c(&self) -> ProcessClient {
         self.client().await.expect("connect to tend")
