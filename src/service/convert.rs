@@ -191,11 +191,12 @@ pub fn streams(field: &str, raw: i32, p: &Process) -> Result<Vec<StreamKind>> {
     Ok(vec![want])
 }
 
-/// The view options of a request, defaults filled in.
-pub fn view_options(o: Option<&pb::OutputOptions>) -> Result<ViewOptions> {
+/// The view options of a request (the field named `field`), defaults filled in.
+pub fn view_options(field: &str, o: Option<&pb::OutputOptions>) -> Result<ViewOptions> {
     let d = ViewOptions::default();
     let Some(o) = o else { return Ok(d) };
-    let pick = |field: &str, v: u32, default: usize| -> Result<usize> {
+    let pick = |name: &str, v: u32, default: usize| -> Result<usize> {
+        let field = format!("{field}.{name}");
         if v > MAX_VIEW_BYTES {
             return Err(Error::invalid(
                 field,
@@ -205,9 +206,9 @@ pub fn view_options(o: Option<&pb::OutputOptions>) -> Result<ViewOptions> {
         Ok(if v == 0 { default } else { v as usize })
     };
     Ok(ViewOptions {
-        head_bytes: pick("output.head_bytes", o.head_bytes, d.head_bytes)?,
-        tail_bytes: pick("output.tail_bytes", o.tail_bytes, d.tail_bytes)?,
-        max_line_bytes: pick("output.max_line_bytes", o.max_line_bytes, d.max_line_bytes)?,
+        head_bytes: pick("head_bytes", o.head_bytes, d.head_bytes)?,
+        tail_bytes: pick("tail_bytes", o.tail_bytes, d.tail_bytes)?,
+        max_line_bytes: pick("max_line_bytes", o.max_line_bytes, d.max_line_bytes)?,
     })
 }
 
@@ -434,7 +435,7 @@ mod tests {
             head_bytes: u32::MAX,
             ..Default::default()
         };
-        assert!(view_options(Some(&o))
+        assert!(view_options("output", Some(&o))
             .unwrap_err()
             .to_string()
             .starts_with("output.head_bytes"));

@@ -47,7 +47,7 @@ impl ProcessService for ProcessApi {
     ) -> Result<Response<pb::StartResponse>, Status> {
         let r = request.into_inner();
         let wait = convert::wait_ms("wait_timeout_ms", r.wait_timeout_ms)?;
-        let opts = convert::view_options(r.output.as_ref())?;
+        let opts = convert::view_options("output", r.output.as_ref())?;
         let spec = convert::spec(r.spec, r.request_id, self.sup.limits())?;
         let p = self.sup.start(spec)?;
         let mut resp = pb::StartResponse::default();
@@ -264,7 +264,7 @@ impl ProcessService for ProcessApi {
     ) -> Result<Response<pb::OutputResponse>, Status> {
         let r = request.into_inner();
         let p = self.find("id", &r.id)?;
-        let opts = convert::view_options(r.options.as_ref())?;
+        let opts = convert::view_options("options", r.options.as_ref())?;
         let raw = r.options.as_ref().map_or(0, |o| o.stream);
         let output = convert::streams("options.stream", raw, &p)?
             .into_iter()
