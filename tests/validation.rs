@@ -203,6 +203,18 @@ async fn unknown_ids_and_bad_arguments_on_every_rpc() {
         "options.stream:",
     );
     bad(
+        c.output(pb::OutputRequest {
+            id: live.clone(),
+            options: Some(pb::OutputOptions {
+                max_line_bytes: u32::MAX,
+                ..Default::default()
+            }),
+        })
+        .await
+        .map(|_| tonic::Response::new(())),
+        "options.max_line_bytes:",
+    );
+    bad(
         c.list(pb::ListRequest {
             state: 77,
             ..Default::default()
