@@ -2,6 +2,7 @@
 mod helper;
 
 mod agent;
+mod cli;
 mod daemon;
 mod io;
 mod lifecycle;
