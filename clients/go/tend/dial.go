@@ -7,6 +7,7 @@
 //	if err != nil { ... }
 //	defer conn.Close()
 //	procs := tendv1.NewProcessServiceClient(conn)
+//	agents := tendv1.NewAgentServiceClient(conn) // the same connection serves both
 package tend
 
 import (
