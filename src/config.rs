@@ -40,6 +40,10 @@ pub struct Limits {
     pub max_input_bytes: usize,
     /// Bytes written to a process but not yet read by it.
     pub max_pending_input: usize,
+    /// Streaming calls (Run, Connect, Attach, Watch) open at once.
+    pub max_streams: usize,
+    /// Agents registered at once, running or not.
+    pub max_agents: usize,
 }
 
 impl Default for Limits {
@@ -54,6 +58,8 @@ impl Default for Limits {
             max_spec_bytes: 1 << 20,
             max_input_bytes: 1 << 20,
             max_pending_input: 4 << 20,
+            max_streams: 1024,
+            max_agents: 256,
         }
     }
 }

@@ -329,3 +329,43 @@ async fn limits_on_running_and_retained_processes() {
     assert_eq!(exited.processes.len(), 2);
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+#[tokio::test]
+async fn limits_on_open_streams_and_agents() {
+    let d = Daemon::with_args(&["--max-streams", "2", "--max-agents", "1"]).await;
+    let mut c = d.c().await;
+    let id = start(&mut c, spec(&["sleep", "1000"])).await;
+    let follow = || pb::ConnectRequest {
+        id: id.clone(),
+        ..Default::default()
+    };
+    let one = c.connect(follow()).await.unwrap();
+    let two = c.connect(follow()).await.unwrap();
+    let err = c.connect(follow()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    assert!(err.message().contains("--max-streams"), "{}", err.message());
+    drop(one);
+    // The permit returns once the server notices the client left.
+    let mut admitted = false;
+    for _ in 0..200 {
+        if c.connect(follow()).await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "a closed stream frees its place");
+    drop(two);
+
+    let mut a = d.agents().await;
+    let agent = |name: &str| pb::SpawnRequest {
+        spec: Some(pb::AgentSpec {
+            name: name.into(),
+            argv: vec!["sleep".into(), "1000".into()],
+            ..Default::default()
+        }),
+    };
+    a.spawn(agent("one")).await.unwrap();
+    let err = a.spawn(agent("two")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+}

@@ -128,12 +128,18 @@ struct Inner {
     agents: Mutex<BTreeMap<String, Arc<Agent>>>,
     events: broadcast::Sender<Event>,
     quiescence: Duration,
+    max_agents: usize,
 }
 
 impl Agents {
     /// The registry of a state dir; persisted crew agents come back (stopped ones stay stopped).
     /// A corrupt store is logged and left alone; crew spawns then fail saying why.
-    pub fn new(sup: Supervisor, state_dir: &std::path::Path, quiescence: Duration) -> Agents {
+    pub fn new(
+        sup: Supervisor,
+        state_dir: &std::path::Path,
+        quiescence: Duration,
+        max_agents: usize,
+    ) -> Agents {
         let agents = Agents {
             inner: Arc::new(Inner {
                 sup,
@@ -141,6 +147,7 @@ impl Agents {
                 agents: Mutex::new(BTreeMap::new()),
                 events: broadcast::channel(EVENT_BACKLOG).0,
                 quiescence,
+                max_agents,
             }),
         };
         match agents.inner.store.load() {
@@ -209,11 +216,20 @@ impl Agents {
     /// Start a new agent.
     pub fn spawn(&self, spec: AgentSpec) -> Result<Info> {
         Self::check_paths(&spec)?;
-        if self.table().contains_key(&spec.name) {
-            return Err(Error::AlreadyExists(format!(
-                "an agent named {:?} exists; Remove it or choose another name",
-                spec.name
-            )));
+        {
+            let table = self.table();
+            if table.contains_key(&spec.name) {
+                return Err(Error::AlreadyExists(format!(
+                    "an agent named {:?} exists; Remove it or choose another name",
+                    spec.name
+                )));
+            }
+            if table.len() >= self.inner.max_agents {
+                return Err(Error::ResourceExhausted(format!(
+                    "{} agents exist, the limit; Remove some or raise --max-agents",
+                    table.len()
+                )));
+            }
         }
         let process = driver::start_run(&self.inner.sup, &spec)?;
         if spec.kind == Kind::Crew {

@@ -161,6 +161,12 @@ pub struct ServeArgs {
     /// Milliseconds to keep reading output held open by a background child after exit.
     #[arg(long)]
     pub drain_ms: Option<u64>,
+    /// Streaming calls (Run, Connect, Attach, Watch) open at once.
+    #[arg(long)]
+    pub max_streams: Option<usize>,
+    /// Agents registered at once.
+    #[arg(long)]
+    pub max_agents: Option<usize>,
     /// Milliseconds of PTY silence after which an agent is idle.
     #[arg(long, default_value_t = 2000)]
     pub quiescence_ms: u64,
@@ -201,6 +207,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.tail_bytes {
             l.tail_bytes = v;
+        }
+        if let Some(v) = self.max_streams {
+            l.max_streams = v;
+        }
+        if let Some(v) = self.max_agents {
+            l.max_agents = v;
         }
         if let Some(v) = self.drain_ms {
             l.drain_timeout = Duration::from_millis(v);

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pb;
 use crate::service::agent::AgentApi;
+use crate::service::limit::Streams;
 use crate::service::process::ProcessApi;
 use crate::supervisor::Supervisor;
 
@@ -74,15 +75,24 @@ pub async fn serve(
             .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
         Ok((v1, v1alpha))
     };
-    let agents = Agents::new(sup.clone(), dir, config.quiescence);
+    let agents = Agents::new(
+        sup.clone(),
+        dir,
+        config.quiescence,
+        config.limits.max_agents,
+    );
+    let streams = Streams::new(config.limits.max_streams);
     health
         .set_serving::<pb::agent_service_server::AgentServiceServer<AgentApi>>()
         .await;
-    let process =
-        pb::process_service_server::ProcessServiceServer::new(ProcessApi::new(sup.clone()));
+    let process = pb::process_service_server::ProcessServiceServer::new(ProcessApi::new(
+        sup.clone(),
+        streams.clone(),
+    ));
     let agent = pb::agent_service_server::AgentServiceServer::new(AgentApi::new(
         agents,
         config.limits.max_input_bytes,
+        streams,
     ));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -8,6 +8,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::agent_convert as conv;
+use super::limit::Streams;
 use super::stream::{forward_input, pump, Input, CHANNEL_DEPTH};
 use crate::agent::spec::check_name;
 use crate::agent::{Agents, IdleOutcome, NudgeOutcome};
@@ -25,12 +26,17 @@ const RECENT_MAX: u32 = 8 << 20;
 pub struct AgentApi {
     agents: Agents,
     max_input: usize,
+    streams: Streams,
 }
 
 impl AgentApi {
-    /// Serve `agents`.
-    pub fn new(agents: Agents, max_input: usize) -> Self {
-        AgentApi { agents, max_input }
+    /// Serve `agents`, with at most `streams` streaming calls open at once (shared).
+    pub fn new(agents: Agents, max_input: usize, streams: Streams) -> Self {
+        AgentApi {
+            agents,
+            max_input,
+            streams,
+        }
     }
 }
 
@@ -230,6 +236,7 @@ impl AgentService for AgentApi {
                 open.name
             ))
         })?;
+        let permit = self.streams.admit()?;
         let back = if open.replay_bytes == 0 {
             RECENT_DEFAULT
         } else {
@@ -239,7 +246,11 @@ impl AgentService for AgentApi {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let errors = tx.downgrade();
         let wrap = |e| pb::AgentServiceAttachResponse { event: Some(e) };
-        tokio::spawn(pump(p.clone(), cursor, true, tx, wrap));
+        let follower = p.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            pump(follower, cursor, true, tx, wrap).await
+        });
         let inbound = inbound.map(|m| {
             m.map(|m| match m.kind {
                 Some(Kind::Input(data)) => Input::Data(data),
@@ -262,9 +273,11 @@ impl AgentService for AgentApi {
         if !r.name.is_empty() {
             name("name", &r.name)?;
         }
+        let permit = self.streams.admit()?;
         let mut events = self.agents.subscribe();
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         tokio::spawn(async move {
+            let _permit = permit;
             loop {
                 let ev = tokio::select! {
                     ev = events.recv() => ev,

@@ -2,5 +2,6 @@
 pub mod agent;
 mod agent_convert;
 pub mod convert;
+pub mod limit;
 pub mod process;
 mod stream;

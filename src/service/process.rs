@@ -8,6 +8,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
+use super::limit::Streams;
 use super::stream::{forward_input, pump, Input, CHANNEL_DEPTH};
 use crate::error::Error;
 use crate::pb;
@@ -17,12 +18,13 @@ use crate::supervisor::{view, Cursor, ListFilter, Process, Supervisor};
 /// The service over a supervisor.
 pub struct ProcessApi {
     sup: Supervisor,
+    streams: Streams,
 }
 
 impl ProcessApi {
-    /// Serve `sup`.
-    pub fn new(sup: Supervisor) -> Self {
-        ProcessApi { sup }
+    /// Serve `sup`, with at most `streams` streaming calls open at once (shared).
+    pub fn new(sup: Supervisor, streams: Streams) -> Self {
+        ProcessApi { sup, streams }
     }
 
     fn find(&self, field: &str, id: &str) -> Result<Arc<Process>, Error> {
@@ -74,12 +76,16 @@ impl ProcessService for ProcessApi {
     ) -> Result<Response<Self::RunStream>, Status> {
         let r = request.into_inner();
         let spec = convert::spec(r.spec, r.request_id, self.sup.limits())?;
+        let permit = self.streams.admit()?;
         let p = self.sup.start(spec)?;
         let wrap = |e| pb::RunResponse { event: Some(e) };
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let _ = tx.try_send(Ok(started(&p, wrap)));
         let cursor = Cursor::new(&p.output.kinds(), 0);
-        tokio::spawn(pump(p, cursor, true, tx, wrap));
+        tokio::spawn(async move {
+            let _permit = permit;
+            pump(p, cursor, true, tx, wrap).await
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -92,10 +98,14 @@ impl ProcessService for ProcessApi {
         let r = request.into_inner();
         let p = self.find("id", &r.id)?;
         let kinds = convert::streams("stream", r.stream, &p)?;
+        let permit = self.streams.admit()?;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let cursor = Cursor::new(&kinds, r.from_offset);
         let wrap = |e| pb::ConnectResponse { event: Some(e) };
-        tokio::spawn(pump(p, cursor, !r.no_follow, tx, wrap));
+        tokio::spawn(async move {
+            let _permit = permit;
+            pump(p, cursor, !r.no_follow, tx, wrap).await
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -121,6 +131,7 @@ impl ProcessService for ProcessApi {
             }
         };
         let p = self.find("open.id", &open.id)?;
+        let permit = self.streams.admit()?;
         let kinds = p.output.kinds();
         let cursor = match open.from_offset {
             Some(off) => Cursor::new(&kinds, off),
@@ -138,7 +149,11 @@ impl ProcessService for ProcessApi {
         // The input task holds only a weak sender: the response stream must end with the exited
         // event even while the client keeps its side open.
         let errors = tx.downgrade();
-        tokio::spawn(pump(p.clone(), cursor, true, tx, wrap));
+        let follower = p.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            pump(follower, cursor, true, tx, wrap).await
+        });
 
         let inbound = inbound.map(|m| {
             m.map(|m| match m.kind {

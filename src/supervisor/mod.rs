@@ -20,7 +20,7 @@ use self::input::{CloseBy, Input};
 pub use self::output::{Chunk, Cursor, Read, StreamKind, StreamStats};
 pub use self::process::{ExitInfo, Process};
 pub use self::reaper::Ended;
-use self::records::{group_members, Owner, Records};
+use self::records::{group_alive, Owner, Records};
 use self::spawn::ChildIo;
 use self::spec::Spec;
 use crate::config::Limits;
@@ -279,11 +279,16 @@ impl Supervisor {
 
         let mut table = self.table();
         table.running -= 1;
-        if group_members(p.pid).is_empty() {
-            self.inner.records.remove(&p.id);
-        } else {
-            table.lingering.insert(p.pid, p.id.clone());
-        }
+        table.lingering.insert(p.pid, p.id.clone());
+        // Forget groups that have emptied since (this one included), and their records.
+        let records = &self.inner.records;
+        table.lingering.retain(|pgid, id| {
+            let alive = group_alive(*pgid);
+            if !alive {
+                records.remove(id);
+            }
+            alive
+        });
         self.evict(&mut table);
     }
 
@@ -346,7 +351,7 @@ impl Supervisor {
         let running = p.running();
         if !running {
             let lingering = self.table().lingering.contains_key(&p.pid);
-            if leader_only || !lingering || group_members(p.pid).is_empty() {
+            if leader_only || !lingering || !group_alive(p.pid) {
                 return Err(Error::FailedPrecondition(format!(
                     "{} has exited and nothing is left in its group to signal",
                     p.id
@@ -437,11 +442,7 @@ impl Supervisor {
             }
         };
         send(libc::SIGTERM);
-        let all_gone = || {
-            targets
-                .iter()
-                .all(|(pgid, _)| group_members(*pgid).is_empty())
-        };
+        let all_gone = || targets.iter().all(|(pgid, _)| !group_alive(*pgid));
         let deadline = Instant::now() + grace;
         while !all_gone() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -454,7 +455,7 @@ impl Supervisor {
             }
         }
         for (pgid, id) in &targets {
-            if group_members(*pgid).is_empty() {
+            if !group_alive(*pgid) {
                 self.inner.records.remove(id);
             }
         }

@@ -75,6 +75,12 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     })
 }
 
+/// Whether any process is left in group `pgid` (kill(2) with signal 0: no /proc scan).
+pub fn group_alive(pgid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    unsafe { libc::kill(-(pgid as i32), 0) == 0 }
+}
+
 /// Every live process in group `pgid`.
 pub fn group_members(pgid: u32) -> Vec<(u32, ProcStat)> {
     // Usually the group is empty by the time anyone asks (its leader was reaped and left nothing
