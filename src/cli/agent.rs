@@ -168,21 +168,8 @@ pub async fn attach(mut c: AgentClient, name: String) -> anyhow::Result<i32> {
         }
         let _ = detach_tx.blocking_send(());
     });
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut winch) = signal(SignalKind::window_change()) else {
-            return;
-        };
-        while winch.recv().await.is_some() {
-            if let Some((rows, cols)) = tty::size() {
-                let msg = pb::AgentServiceAttachRequest {
-                    kind: Some(In::Resize(pb::PtySize { rows, cols })),
-                };
-                if tx.send(msg).await.is_err() {
-                    return;
-                }
-            }
-        }
+    tty::forward_resize(tx, |size| pb::AgentServiceAttachRequest {
+        kind: Some(In::Resize(size)),
     });
     let code = loop {
         tokio::select! {

@@ -75,7 +75,9 @@ pub async fn run(mut client: ProcessClient, args: RunArgs) -> anyhow::Result<i32
     };
     forward_stdin(tx.clone());
     if args.pty {
-        forward_resize(tx.clone());
+        tty::forward_resize(tx.clone(), |size| pb::AttachRequest {
+            kind: Some(attach_request::Kind::Resize(size)),
+        });
     }
     let mut events = client.attach(ReceiverStream::new(rx)).await?.into_inner();
     while let Some(ev) = events.next().await {
@@ -142,25 +144,6 @@ fn forward_stdin(tx: mpsc::Sender<pb::AttachRequest>) {
                     if tx.blocking_send(msg).is_err() {
                         return;
                     }
-                }
-            }
-        }
-    });
-}
-
-fn forward_resize(tx: mpsc::Sender<pb::AttachRequest>) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut winch) = signal(SignalKind::window_change()) else {
-            return;
-        };
-        while winch.recv().await.is_some() {
-            if let Some((rows, cols)) = tty::size() {
-                let msg = pb::AttachRequest {
-                    kind: Some(attach_request::Kind::Resize(pb::PtySize { rows, cols })),
-                };
-                if tx.send(msg).await.is_err() {
-                    return;
                 }
             }
         }

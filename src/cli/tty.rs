@@ -41,3 +41,27 @@ pub fn size() -> Option<(u32, u32)> {
     let rc = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
     (rc == 0 && ws.ws_row > 0).then(|| (ws.ws_row.into(), ws.ws_col.into()))
 }
+
+/// On every SIGWINCH, send this terminal's new size as `make(size)` until the receiver is gone.
+pub fn forward_resize<T: Send + 'static>(
+    tx: tokio::sync::mpsc::Sender<T>,
+    make: fn(crate::pb::PtySize) -> T,
+) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut winch) = signal(SignalKind::window_change()) else {
+            return;
+        };
+        while winch.recv().await.is_some() {
+            if let Some((rows, cols)) = size() {
+                if tx
+                    .send(make(crate::pb::PtySize { rows, cols }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+}
