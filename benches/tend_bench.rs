@@ -174,9 +174,17 @@ async fn true_raw() -> Duration {
     t
 }
 
+/// A unary RPC that does no work: the floor under any call, for reading (a) and (c).
+async fn unary_floor(c: &mut ProcessClient, id: &str) -> Duration {
+    let t0 = Instant::now();
+    c.get(pb::GetRequest { id: id.into() }).await.expect("get");
+    t0.elapsed()
+}
+
 struct RunResult {
     tend: Stats,
     raw: Stats,
+    floor: Stats,
 }
 
 async fn bench_run(d: &Daemon) -> RunResult {
@@ -185,15 +193,17 @@ async fn bench_run(d: &Daemon) -> RunResult {
         true_via_run(&mut c).await;
         true_raw().await;
     }
-    let (mut tend, mut raw) = (Vec::new(), Vec::new());
+    let (mut tend, mut raw, mut floor) = (Vec::new(), Vec::new(), Vec::new());
     // Interleaved, so drift (other load, caches, frequency) hits both alike.
     for _ in 0..ITERS {
         tend.push(us(true_via_run(&mut c).await));
         raw.push(us(true_raw().await));
+        floor.push(us(unary_floor(&mut c, "p-1").await));
     }
     RunResult {
         tend: Stats::new(tend),
         raw: Stats::new(raw),
+        floor: Stats::new(floor),
     }
 }
 
@@ -204,6 +214,8 @@ struct Streamed {
     secs: f64,
     data: u64,
     gap: u64,
+    /// Data events (tend) or reads (raw).
+    pieces: u64,
 }
 
 /// Start `head -c bytes /dev/zero` behind a `read` so that Connect is following before the first
@@ -240,7 +252,7 @@ async fn stream_via_connect(c: &mut ProcessClient, bytes: u64) -> Streamed {
     })
     .await
     .expect("send input");
-    let (mut data, mut gap) = (0u64, 0u64);
+    let (mut data, mut gap, mut pieces) = (0u64, 0u64, 0u64);
     let mut next = 0u64;
     while let Some(ev) = events.next().await {
         match ev.expect("event").event.and_then(|e| e.kind) {
@@ -248,6 +260,7 @@ async fn stream_via_connect(c: &mut ProcessClient, bytes: u64) -> Streamed {
                 assert_eq!(x.offset, next, "contiguous offsets");
                 next += x.data.len() as u64;
                 data += x.data.len() as u64;
+                pieces += 1;
             }
             Some(Kind::Gap(g)) => {
                 assert_eq!(g.offset, next, "contiguous offsets");
@@ -264,7 +277,12 @@ async fn stream_via_connect(c: &mut ProcessClient, bytes: u64) -> Streamed {
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(data + gap, bytes, "every byte is data or gap");
     let _ = c.remove(pb::RemoveRequest { id, force: false }).await;
-    Streamed { secs, data, gap }
+    Streamed {
+        secs,
+        data,
+        gap,
+        pieces,
+    }
 }
 
 /// The same command's stdout read straight from its pipe, as the daemon reads it (256 KiB reads).
@@ -277,18 +295,24 @@ async fn stream_raw(bytes: u64) -> Streamed {
         .expect("spawn head");
     let mut out = child.stdout.take().expect("piped");
     let mut buf = vec![0u8; 256 << 10];
-    let mut data = 0u64;
+    let (mut data, mut pieces) = (0u64, 0u64);
     loop {
         let n = out.read(&mut buf).await.expect("read");
         if n == 0 {
             break;
         }
         data += n as u64;
+        pieces += 1;
     }
     assert!(child.wait().await.expect("wait").success());
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(data, bytes);
-    Streamed { secs, data, gap: 0 }
+    Streamed {
+        secs,
+        data,
+        gap: 0,
+        pieces,
+    }
 }
 
 struct StreamResult {
@@ -466,17 +490,25 @@ struct EchoResult {
 async fn bench_echo(d: &Daemon) -> EchoResult {
     let mut c = d.client().await.expect("client");
     let (mut attached, id) = Attached::open(&mut c).await;
-    let mut raw_pty = RawPty::open();
+    // The raw round trip blocks, so it runs on a blocking-pool thread, timed there.
+    let raw_pty = std::sync::Arc::new(std::sync::Mutex::new(RawPty::open()));
+    let raw_trip = |b: u8| {
+        let p = raw_pty.clone();
+        async move {
+            tokio::task::spawn_blocking(move || p.lock().expect("raw pty").round_trip(b))
+                .await
+                .expect("raw round trip")
+        }
+    };
     let byte = |i: usize| b'a' + (i % 26) as u8;
     for i in 0..WARMUP {
         attached.round_trip(byte(i)).await;
-        raw_pty.round_trip(byte(i));
+        raw_trip(byte(i)).await;
     }
     let (mut tend, mut raw) = (Vec::new(), Vec::new());
     for i in 0..ITERS {
         tend.push(us(attached.round_trip(byte(i)).await));
-        // A few µs of blocking on a worker thread of a multi-thread runtime.
-        raw.push(us(raw_pty.round_trip(byte(i))));
+        raw.push(us(raw_trip(byte(i)).await));
     }
     drop(attached);
     let _ = c.remove(pb::RemoveRequest { id, force: true }).await;
@@ -493,117 +525,156 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(async {
-        let started = Instant::now();
-        println!(
-            "tend_bench: {} CPUs, {ITERS} iterations of (a) and (c) after {WARMUP} warm-up, \
-             {STREAM_RUNS} runs of (b)",
-            std::thread::available_parallelism().map_or(0, |n| n.get())
-        );
+    // Everything runs in a spawned task, on the runtime's workers like any tokio client: driven
+    // from block_on's own thread instead, every event would cost a wake-up across threads.
+    rt.block_on(async { tokio::spawn(bench()).await.expect("the bench panicked") });
+}
 
-        let d = Daemon::start(&[]).await;
-        let a = bench_run(&d).await;
-        let c = bench_echo(&d).await;
-        drop(d);
+async fn bench() {
+    let started = Instant::now();
+    println!(
+        "tend_bench: {} CPUs, {ITERS} iterations of (a) and (c) after {WARMUP} warm-up, \
+         {STREAM_RUNS} runs of (b)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
 
-        let ring = RING_BYTES.to_string();
+    // TEND_BENCH_ONLY=a,c (say) runs only those sections, e.g. to profile one.
+    let only = std::env::var("TEND_BENCH_ONLY").unwrap_or_default();
+    let on = |s: &str| only.is_empty() || only.split(',').any(|o| o.trim() == s);
+
+    let d = Daemon::start(&[]).await;
+    let a = if on("a") {
+        Some(bench_run(&d).await)
+    } else {
+        None
+    };
+    let c = if on("c") {
+        Some(bench_echo(&d).await)
+    } else {
+        None
+    };
+    drop(d);
+
+    let ring = RING_BYTES.to_string();
+    let b = if on("b") {
         let d = Daemon::start(&["--head-bytes", "0", "--tail-bytes", &ring]).await;
-        let b = bench_stream(&d).await;
-        drop(d);
+        Some(bench_stream(&d).await)
+    } else {
+        None
+    };
 
-        println!();
-        println!("(a) /bin/true: Run RPC (start, stream to exited) vs tokio::process status()");
-        println!("    {:<28} {:>10} {:>10}", "", "median µs", "p90 µs");
-        println!(
-            "    {:<28} {:>10.0} {:>10.0}",
-            "tend Run",
-            a.tend.median(),
-            a.tend.pct(0.9)
-        );
-        println!(
-            "    {:<28} {:>10.0} {:>10.0}",
-            "raw spawn+wait",
-            a.raw.median(),
-            a.raw.pct(0.9)
-        );
-        let ratio_a = a.tend.median() / a.raw.median();
-        println!(
-            "    ratio {ratio_a:.2}x  (target <= 1.30x)  {}",
-            verdict(ratio_a <= 1.3)
-        );
+    if let Some(a) = a {
+        report_run(&a);
+    }
+    if let Some(b) = b {
+        report_stream(&b);
+    }
+    if let Some(c) = c {
+        report_echo(&c);
+    }
+    println!();
+    println!("total {:.1} s", started.elapsed().as_secs_f64());
+}
 
-        println!();
+fn report_run(a: &RunResult) {
+    println!();
+    println!("(a) /bin/true: Run RPC (start, stream to exited) vs tokio::process status()");
+    println!("    {:<28} {:>10} {:>10}", "", "median µs", "p90 µs");
+    println!(
+        "    {:<28} {:>10.0} {:>10.0}",
+        "tend Run",
+        a.tend.median(),
+        a.tend.pct(0.9)
+    );
+    println!(
+        "    {:<28} {:>10.0} {:>10.0}",
+        "raw spawn+wait",
+        a.raw.median(),
+        a.raw.pct(0.9)
+    );
+    println!(
+        "    {:<28} {:>10.0} {:>10.0}",
+        "(unary Get, the RPC floor)",
+        a.floor.median(),
+        a.floor.pct(0.9)
+    );
+    let ratio_a = a.tend.median() / a.raw.median();
+    println!(
+        "    ratio {ratio_a:.2}x  (target <= 1.30x)  {}",
+        verdict(ratio_a <= 1.3)
+    );
+}
+
+fn report_stream(b: &StreamResult) {
+    println!();
+    println!(
+        "(b) {} MiB through Connect, following live (ring {} MiB) vs raw pipe read",
+        STREAM_BYTES >> 20,
+        RING_BYTES >> 20
+    );
+    println!(
+        "    {:<6} {:>5} {:>8} {:>10} {:>12} {:>14}",
+        "run", "", "secs", "data GB/s", "avg KiB", "gap bytes"
+    );
+    let row = |run: String, what: &str, s: &Streamed| {
         println!(
-            "(b) {} MiB through Connect, following live (ring {} MiB) vs raw pipe read",
-            STREAM_BYTES >> 20,
-            RING_BYTES >> 20
-        );
-        println!(
-            "    {:<10} {:>8} {:>10} {:>14} {:>14}",
-            "run", "", "secs", "data GB/s", "gap bytes"
-        );
-        for (i, (t, r)) in b.tend.iter().zip(&b.raw).enumerate() {
-            println!(
-                "    {:<10} {:>8} {:>10.3} {:>14.2} {:>14}",
-                i + 1,
-                "tend",
-                t.secs,
-                gbps(t),
-                t.gap
-            );
-            println!(
-                "    {:<10} {:>8} {:>10.3} {:>14.2} {:>14}",
-                "",
-                "raw",
-                r.secs,
-                gbps(r),
-                r.gap
-            );
-        }
-        let tend_gbps = median_of(&b.tend, gbps);
-        let raw_gbps = median_of(&b.raw, gbps);
-        let gap_total: u64 = b.tend.iter().map(|s| s.gap).sum();
-        let ratio_b = tend_gbps / raw_gbps;
-        println!(
-            "    median: tend {tend_gbps:.2} GB/s, raw {raw_gbps:.2} GB/s, ratio {:.0}%  \
+            "    {:<6} {:>5} {:>8.3} {:>10.2} {:>12.1} {:>14}",
+            run,
+            what,
+            s.secs,
+            gbps(s),
+            s.data as f64 / s.pieces.max(1) as f64 / 1024.0,
+            s.gap
+        )
+    };
+    for (i, (t, r)) in b.tend.iter().zip(&b.raw).enumerate() {
+        row((i + 1).to_string(), "tend", t);
+        row(String::new(), "raw", r);
+    }
+    println!("    (avg KiB: per data event for tend, per read(2) for raw)");
+    let tend_gbps = median_of(&b.tend, gbps);
+    let raw_gbps = median_of(&b.raw, gbps);
+    let gap_total: u64 = b.tend.iter().map(|s| s.gap).sum();
+    let ratio_b = tend_gbps / raw_gbps;
+    println!(
+        "    median: tend {tend_gbps:.2} GB/s, raw {raw_gbps:.2} GB/s, ratio {:.0}%  \
              (target >= 50% and >= 1 GB/s)  {}",
-            ratio_b * 100.0,
-            verdict(ratio_b >= 0.5 && tend_gbps >= 1.0)
-        );
-        println!(
-            "    gap bytes over {STREAM_RUNS} runs: {gap_total}{}",
-            if gap_total == 0 {
-                " (the reader kept up)"
-            } else {
-                " (the reader fell behind the ring; data GB/s counts delivered bytes only)"
-            }
-        );
-        if let Some(kib) = b.peak_rss_kib {
-            println!("    daemon peak RSS: {} MiB", kib >> 10);
+        ratio_b * 100.0,
+        verdict(ratio_b >= 0.5 && tend_gbps >= 1.0)
+    );
+    println!(
+        "    gap bytes over {STREAM_RUNS} runs: {gap_total}{}",
+        if gap_total == 0 {
+            " (the reader kept up)"
+        } else {
+            " (the reader fell behind the ring; data GB/s counts delivered bytes only)"
         }
+    );
+    if let Some(kib) = b.peak_rss_kib {
+        println!("    daemon peak RSS: {} MiB", kib >> 10);
+    }
+}
 
-        println!();
-        println!("(c) PTY echo of one byte: Attach vs a raw PTY (same `cat`, raw mode)");
-        println!("    {:<28} {:>10} {:>10}", "", "median µs", "p90 µs");
-        println!(
-            "    {:<28} {:>10.1} {:>10.1}",
-            "tend Attach",
-            c.tend.median(),
-            c.tend.pct(0.9)
-        );
-        println!(
-            "    {:<28} {:>10.1} {:>10.1}",
-            "raw PTY",
-            c.raw.median(),
-            c.raw.pct(0.9)
-        );
-        let diff = c.tend.median() - c.raw.median();
-        println!(
-            "    difference of medians {diff:.1} µs (p90: {:.1} µs)  (target <= 100 µs)  {}",
-            c.tend.pct(0.9) - c.raw.pct(0.9),
-            verdict(diff <= 100.0)
-        );
-        println!();
-        println!("total {:.1} s", started.elapsed().as_secs_f64());
-    });
+fn report_echo(c: &EchoResult) {
+    println!();
+    println!("(c) PTY echo of one byte: Attach vs a raw PTY (same `cat`, raw mode)");
+    println!("    {:<28} {:>10} {:>10}", "", "median µs", "p90 µs");
+    println!(
+        "    {:<28} {:>10.1} {:>10.1}",
+        "tend Attach",
+        c.tend.median(),
+        c.tend.pct(0.9)
+    );
+    println!(
+        "    {:<28} {:>10.1} {:>10.1}",
+        "raw PTY",
+        c.raw.median(),
+        c.raw.pct(0.9)
+    );
+    let diff = c.tend.median() - c.raw.median();
+    println!(
+        "    difference of medians {diff:.1} µs (p90: {:.1} µs)  (target <= 100 µs)  {}",
+        c.tend.pct(0.9) - c.raw.pct(0.9),
+        verdict(diff <= 100.0)
+    );
 }
