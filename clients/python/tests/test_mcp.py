@@ -41,14 +41,17 @@ def error_text(res) -> str:
     return " ".join(getattr(c, "text", "") for c in res.content)
 
 
-async def session_scenario(addr: str) -> None:
+def server_params(addr: str) -> StdioServerParameters:
     env = clean_env()
     env["TEND_ADDR"] = addr
     # The server subprocess imports the same tend_client as the tests, installed or not.
     src = os.path.dirname(os.path.dirname(os.path.abspath(tend_client.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
-    params = StdioServerParameters(command=sys.executable, args=["-m", "tend_client.mcp"], env=env)
-    async with stdio_client(params) as (read, write):
+    return StdioServerParameters(command=sys.executable, args=["-m", "tend_client.mcp"], env=env)
+
+
+async def session_scenario(addr: str) -> None:
+    async with stdio_client(server_params(addr)) as (read, write):
         async with ClientSession(read, write) as session:
             await session.initialize()
             tools = {t.name for t in (await session.list_tools()).tools}
@@ -109,5 +112,57 @@ def test_mcp_stdio_session(daemon):
     async def main():
         with anyio.fail_after(SESSION_TIMEOUT):
             await session_scenario(daemon.addr)
+
+    anyio.run(main)
+
+
+async def agent_scenario(addr: str) -> None:
+    from tend_client import agent_pb2 as apb
+
+    with tend_client.connect(addr, token="") as c:
+        c.agent.Spawn(apb.SpawnRequest(spec=apb.AgentSpec(name="repl", argv=["python3", "-i", "-q"])), timeout=30)
+        c.agent.Spawn(apb.SpawnRequest(spec=apb.AgentSpec(name="cat", argv=["cat"], kind=apb.AGENT_KIND_CREW)), timeout=30)
+        c.agent.Stop(apb.StopRequest(name="cat"), timeout=30)
+
+    async with stdio_client(server_params(addr)) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            tools = {t.name for t in (await session.list_tools()).tools}
+            assert tools >= {"list_agents", "nudge_agent", "agent_output"}, tools
+
+            async def call(tool: str, **args) -> Any:
+                return await session.call_tool(tool, args)
+
+            r = result_of(await call("list_agents"))
+            agents = {a["name"]: a for a in r["agents"]}
+            assert list(agents) == ["cat", "repl"], r
+            assert agents["repl"]["status"] == "running" and agents["repl"]["kind"] == "task"
+            assert agents["repl"]["command"] == "python3 -i -q" and agents["repl"]["pid"] > 0
+            assert agents["cat"]["status"] == "stopped" and agents["cat"]["kind"] == "crew"
+            assert agents["cat"]["last_exit"]["signal"] == "SIGTERM" and "pid" not in agents["cat"]
+
+            # Typed once the REPL is idle at its prompt; the answer read once it is idle again.
+            r = result_of(await call("nudge_agent", name="repl", message="print(6*7)", wait_for_idle=True, timeout_seconds=20))
+            assert r == {"name": "repl", "outcome": "delivered"}, r
+            r = result_of(await call("agent_output", name="repl", wait_idle_seconds=10))
+            assert r["idle"] == "idle" and "\n42\r\n" in r["output"], r
+            r = result_of(await call("agent_output", name="repl", max_bytes=4))
+            assert r["output"] == ">>> " and r["offset"] > 0 and "not shown" in r["note"], r
+
+            r = result_of(await call("nudge_agent", name="cat", message="hello"))
+            assert r["outcome"] == "not_running", r
+
+            msg = error_text(await call("nudge_agent", name="nobody", message="hi"))
+            assert "NOT_FOUND" in msg and "nobody" in msg, msg
+            msg = error_text(await call("agent_output", name="repl", max_bytes=0))
+            assert "max_bytes" in msg, msg
+
+
+def test_mcp_agent_tools(make_daemon):
+    daemon = make_daemon("--quiescence-ms", "300")
+
+    async def main():
+        with anyio.fail_after(SESSION_TIMEOUT):
+            await agent_scenario(daemon.addr)
 
     anyio.run(main)

@@ -12,6 +12,11 @@ asyncio client. Tools:
 - ``send_input``: write text to a process's stdin (or terminal), optionally closing it.
 - ``send_signal``: signal a process's group (SIGTERM by default).
 - ``list_processes``: the daemon's processes, running and exited.
+- ``list_agents``: the daemon's agents (named interactive programs in terminals).
+- ``nudge_agent``: type a message into an agent's terminal and press Enter, at once or once
+  it is idle.
+- ``agent_output``: the last output of an agent's terminal, optionally after waiting for it
+  to go idle.
 
 Imports are absolute on purpose: this module lives in ``tend_client`` beside the
 ``tend_client.mcp`` package, and the MCP SDK is the top-level ``mcp`` package.
@@ -32,6 +37,7 @@ except ImportError:  # mcp 1.x
     from mcp.server.fastmcp.exceptions import ToolError
 
 from tend_client import AsyncClient, connect_async
+from tend_client import agent_pb2 as apb
 from tend_client import process_pb2 as pb
 
 # A foreground command longer than this is better started in the background.
@@ -65,7 +71,9 @@ finish (builds, tests, git): it waits up to timeout_seconds and returns the exit
 the head and tail of the output. Use start_background for servers and watchers, then
 read_output to see what they printed, send_input to type into them, and send_signal to stop
 them. Processes are identified by the id these tools return. Output views keep the first
-and last bytes of each stream; notes say what was left out."""
+and last bytes of each stream; notes say what was left out. Agents are named interactive
+programs (coding agents, REPLs, shells) in their own terminals: list_agents shows them,
+nudge_agent types a message into one, agent_output reads what its terminal showed last."""
 
 server = _Server("tend", instructions=INSTRUCTIONS)
 
@@ -287,6 +295,109 @@ async def list_processes(state: str = "all") -> Dict[str, Any]:
         raise ToolError(f"state must be one of {sorted(_STATES_BY_NAME)}")
     resp = await _call(_get_client().process.List, pb.ListRequest(state=_STATES_BY_NAME[state]))
     return {"processes": [_summary(p) for p in resp.processes]}
+
+
+_AGENT_STATUS = {
+    apb.AGENT_STATUS_RUNNING: "running",
+    apb.AGENT_STATUS_EXITED: "exited",
+    apb.AGENT_STATUS_RESTARTING: "restarting",
+    apb.AGENT_STATUS_FAILED: "failed",
+    apb.AGENT_STATUS_STOPPED: "stopped",
+}
+_NUDGE_OUTCOME = {
+    apb.NUDGE_OUTCOME_DELIVERED: "delivered",
+    apb.NUDGE_OUTCOME_NOT_RUNNING: "not_running",
+    apb.NUDGE_OUTCOME_TIMED_OUT: "timed_out",
+}
+_IDLE_OUTCOME = {
+    apb.IDLE_OUTCOME_IDLE: "idle",
+    apb.IDLE_OUTCOME_TIMED_OUT: "timed_out",
+    apb.IDLE_OUTCOME_NOT_RUNNING: "not_running",
+}
+# The most agent_output returns: RecentOutput's own limit is 8 MiB, too much for a model.
+MAX_AGENT_OUTPUT_BYTES = 1 << 20
+
+
+def _agent_summary(a: apb.AgentInfo) -> Dict[str, Any]:
+    out: Dict[str, Any] = {
+        "name": a.spec.name,
+        "command": shlex.join(a.spec.argv),
+        "kind": "crew" if a.spec.kind == apb.AGENT_KIND_CREW else "task",
+        "status": _AGENT_STATUS.get(a.status, "unknown"),
+        "idle": a.idle,
+        "restart_count": a.restart_count,
+        "process_id": a.process_id,
+    }
+    if a.pid:
+        out["pid"] = a.pid
+    if a.HasField("last_exit"):
+        out["last_exit"] = _exit_fields(a.last_exit)
+    return out
+
+
+def _wait_ms(seconds: float, what: str) -> int:
+    if not 0 < seconds <= MAX_TIMEOUT_SECONDS:
+        raise ToolError(f"{what} must be in (0, {MAX_TIMEOUT_SECONDS:g}]")
+    return max(1, int(seconds * 1000))
+
+
+@server.tool()
+async def list_agents() -> Dict[str, Any]:
+    """List the daemon's agents, in name order: name, command, kind (crew agents are
+    restarted when they exit), status, whether the terminal is idle, restarts, last exit."""
+    resp = await _call(_get_client().agent.List, apb.AgentServiceListRequest())
+    return {"agents": [_agent_summary(a) for a in resp.agents]}
+
+
+@server.tool()
+async def nudge_agent(
+    name: str,
+    message: str,
+    wait_for_idle: bool = False,
+    timeout_seconds: float = 30.0,
+    submit: bool = True,
+) -> Dict[str, Any]:
+    """Type message into an agent's terminal, then press Enter (submit=false: do not).
+
+    wait_for_idle=true first waits (at most timeout_seconds) until the agent's terminal has
+    been quiet, so the message does not interrupt it. outcome: "delivered", "not_running"
+    or "timed_out" (nothing was typed then).
+    """
+    req = apb.NudgeRequest(name=name, message=message, no_submit=not submit)
+    rpc_timeout = _RPC_TIMEOUT_SECONDS
+    if wait_for_idle:
+        req.mode = apb.NUDGE_MODE_WAIT_IDLE
+        req.timeout_ms = _wait_ms(timeout_seconds, "timeout_seconds")
+        rpc_timeout = timeout_seconds + _RPC_SLACK_SECONDS
+    resp = await _call(_get_client().agent.Nudge, req, timeout=rpc_timeout)
+    return {"name": name, "outcome": _NUDGE_OUTCOME.get(resp.outcome, "unknown")}
+
+
+@server.tool()
+async def agent_output(name: str, max_bytes: int = 16384, wait_idle_seconds: float = 0.0) -> Dict[str, Any]:
+    """The last max_bytes of an agent's terminal output (its current or last run), as text.
+
+    wait_idle_seconds > 0 first waits up to that long for the terminal to go quiet (for
+    example after nudge_agent, to read the whole answer); "idle" then says whether it did.
+    Terminal output may hold escape sequences and uses "\r\n" line ends.
+    """
+    if not 0 < max_bytes <= MAX_AGENT_OUTPUT_BYTES:
+        raise ToolError(f"max_bytes must be in (0, {MAX_AGENT_OUTPUT_BYTES}]")
+    client = _get_client()
+    result: Dict[str, Any] = {"name": name}
+    if wait_idle_seconds > 0:
+        w = await _call(
+            client.agent.WaitIdle,
+            apb.WaitIdleRequest(name=name, timeout_ms=_wait_ms(wait_idle_seconds, "wait_idle_seconds")),
+            timeout=wait_idle_seconds + _RPC_SLACK_SECONDS,
+        )
+        result["idle"] = _IDLE_OUTCOME.get(w.outcome, "unknown")
+    resp = await _call(client.agent.RecentOutput, apb.RecentOutputRequest(name=name, bytes=max_bytes))
+    result["output"] = resp.data.decode("utf-8", errors="replace")
+    result["offset"] = resp.offset
+    if resp.offset:
+        result["note"] = f"the first {resp.offset} bytes of this run's output are not shown"
+    return result
 
 
 def main() -> None:
