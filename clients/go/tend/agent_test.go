@@ -339,7 +339,13 @@ func TestAgentAttach(t *testing.T) {
 	if x := s.readToExit(t); x.ExitCode == nil || x.GetExitCode() != 0 {
 		t.Errorf("exit = %v, want 0", x)
 	}
+	// The agent's status follows the exit shortly after (not atomically with the Attach
+	// exit event): poll, bounded.
 	g := getAgent(ctx, t, c, "cat")
+	for deadline := time.Now().Add(waitTimeout); g.Status == tendv1.AgentStatus_AGENT_STATUS_RUNNING && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		g = getAgent(ctx, t, c, "cat")
+	}
 	if g.Status != tendv1.AgentStatus_AGENT_STATUS_EXITED || g.LastExit.GetExitCode() != 0 {
 		t.Errorf("after exit: %v", g)
 	}

@@ -378,8 +378,15 @@ def test_attach_until_the_agent_exits(daemon):
             s = await attach(c, "sh")
             await s.call.write(apb.AgentServiceAttachRequest(input=b"exit 6\n"))
             assert (await s.read_until_exit()).exit_code == 6
-            a = (await c.agent.Get(apb.AgentServiceGetRequest(name="sh"), timeout=TIMEOUT)).agent
-            assert a.status == apb.AGENT_STATUS_EXITED and a.last_exit.exit_code == 6
+            # The agent's status follows the exit shortly after (not atomically with the
+            # Attach exit event): poll, bounded.
+            deadline = asyncio.get_running_loop().time() + OUTPUT_TIMEOUT
+            while True:
+                a = (await c.agent.Get(apb.AgentServiceGetRequest(name="sh"), timeout=TIMEOUT)).agent
+                if a.status != apb.AGENT_STATUS_RUNNING or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.02)
+            assert a.status == apb.AGENT_STATUS_EXITED and a.last_exit.exit_code == 6, a
 
     run(scenario())
 
