@@ -121,11 +121,6 @@ def test_attach_pty_echo_resize_exit(daemon):
     run(scenario())
 
 
-@pytest.mark.xfail(
-    reason="daemon: the Attach input task holds a sender of the response channel, so the "
-    "response stream stays open after the exited event until the client half-closes",
-    strict=False,
-)
 def test_attach_ends_after_exit_without_half_close(daemon):
     async def scenario():
         async with tend_client.connect_async(daemon.addr, token="") as c:
