@@ -557,3 +557,69 @@ async fn the_prompt_file_reaches_the_program() {
     spawn(&mut a, spec).await;
     await_output(&mut a, "reader", "be brief").await;
 }
+
+#[tokio::test]
+async fn stop_hangs_up_an_interactive_shell_and_reports_the_exit() {
+    let d = Daemon::start().await;
+    let mut a = d.agents().await;
+    let mut watch = d
+        .agents()
+        .await
+        .watch(pb::WatchRequest {
+            name: "shell".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    spawn(&mut a, agent("shell", &["sh", "-i"])).await;
+    let stopped = a
+        .stop(pb::StopRequest {
+            name: "shell".into(),
+            timeout_ms: 60_000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .agent
+        .unwrap();
+    // An interactive shell ignores SIGTERM; the hangup ends it, long before SIGKILL.
+    let exit = stopped.last_exit.unwrap();
+    assert_eq!(exit.signal_name, "SIGHUP", "{exit:?}");
+    let mut kinds = Vec::new();
+    while !kinds.contains(&pb::AgentEventKind::Stopped) {
+        let ev = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .event
+            .unwrap();
+        kinds.push(pb::AgentEventKind::try_from(ev.kind).unwrap());
+    }
+    assert_eq!(
+        kinds,
+        [
+            pb::AgentEventKind::Spawned,
+            pb::AgentEventKind::Exited,
+            pb::AgentEventKind::Stopped
+        ]
+    );
+}
+
+#[tokio::test]
+async fn get_right_after_the_exit_event_says_exited() {
+    let d = Daemon::start().await;
+    let mut a = d.agents().await;
+    spawn(&mut a, agent("brief", &["sh"])).await;
+    let mut s = Session::open(&mut a, "brief", false).await;
+    s.send(In::Input(b"exit 6\n".to_vec())).await;
+    while let Some(ev) = s.events.next().await {
+        if let Some(pb::process_event::Kind::Exited(_)) = ev.unwrap().event.and_then(|e| e.kind) {
+            break;
+        }
+    }
+    let info = get(&mut a, "brief").await;
+    assert_eq!(info.status, pb::AgentStatus::Exited as i32);
+    assert_eq!(info.last_exit.unwrap().exit_code, Some(6));
+    assert_eq!(info.pid, 0);
+}

@@ -118,8 +118,7 @@ pub async fn drive(agents: Agents, agent: Arc<Agent>, mut commands: mpsc::Receiv
         match cmd {
             Command::Stop { timeout, reply } => {
                 if let Phase::Running(p, _) = &phase {
-                    stop_run(&sup, p, timeout).await;
-                    agent.state().last_exit = p.exit();
+                    stop_run(&agents, &agent, p, timeout).await;
                 }
                 agent.state().status = Status::Stopped;
                 phase = Phase::Parked;
@@ -129,8 +128,7 @@ pub async fn drive(agents: Agents, agent: Arc<Agent>, mut commands: mpsc::Receiv
             }
             Command::Respawn { reply } => {
                 if let Phase::Running(p, _) = &phase {
-                    stop_run(&sup, p, STOP_TIMEOUT).await;
-                    agent.state().last_exit = p.exit();
+                    stop_run(&agents, &agent, p, STOP_TIMEOUT).await;
                 }
                 quick_exits = 0;
                 agent.state().restart_count += 1;
@@ -150,7 +148,7 @@ pub async fn drive(agents: Agents, agent: Arc<Agent>, mut commands: mpsc::Receiv
             }
             Command::Remove { reply } => {
                 if let Phase::Running(p, _) = &phase {
-                    stop_run(&sup, p, STOP_TIMEOUT).await;
+                    stop_run(&agents, &agent, p, STOP_TIMEOUT).await;
                 }
                 if let Some(p) = agent.process() {
                     let _ = sup.remove(&p.id, true).await;
@@ -211,16 +209,24 @@ fn run(agents: &Agents, agent: &Arc<Agent>) -> Result<Arc<Process>> {
     Ok(p)
 }
 
-/// SIGTERM the run's group, SIGKILL after `timeout`.
-async fn stop_run(sup: &Supervisor, p: &Process, timeout: Duration) {
-    if !p.running() {
-        return;
+/// End a run by hand: SIGTERM and SIGHUP to its group, SIGKILL after `timeout`; then record
+/// and announce the exit, as for any other.
+///
+/// SIGHUP is a terminal hangup: interactive shells and REPLs ignore SIGTERM but end on it, and an
+/// agent's terminal is going away. Sending it too spares them the whole timeout.
+async fn stop_run(agents: &Agents, agent: &Agent, p: &Process, timeout: Duration) {
+    let sup = &agents.inner.sup;
+    if p.running() {
+        let _ = sup.signal(p, libc::SIGTERM, false);
+        let _ = sup.signal(p, libc::SIGHUP, false);
+        if !sup.wait(p, Some(timeout)).await {
+            let _ = sup.signal(p, libc::SIGKILL, false);
+            sup.wait(p, Some(Duration::from_secs(10))).await;
+        }
     }
-    let _ = sup.signal(p, libc::SIGTERM, false);
-    if !sup.wait(p, Some(timeout)).await {
-        let _ = sup.signal(p, libc::SIGKILL, false);
-        sup.wait(p, Some(Duration::from_secs(10))).await;
-    }
+    let exit = p.exit();
+    agent.state().last_exit = exit.clone();
+    agents.emit(agent, EventKind::Exited, |e| e.exit = exit);
 }
 
 fn persist_stopped(agents: &Agents, agent: &Agent, stopped: bool) {

@@ -330,11 +330,25 @@ impl Agents {
                 Some(x) => x.wall,
                 None => p.started_at.elapsed().unwrap_or_default(),
             });
+        // The exit event reaches attachers a moment before the driver records it: report what
+        // the driver is about to record rather than a run that is over.
+        let ended = s
+            .process
+            .as_ref()
+            .filter(|_| s.status == Status::Running)
+            .and_then(|p| p.exit());
+        let (status, last_exit) = match ended {
+            Some(exit) if agent.spec.kind == Kind::Crew && !self.inner.sup.shutting_down() => {
+                (Status::Restarting, Some(exit))
+            }
+            Some(exit) => (Status::Exited, Some(exit)),
+            None => (s.status, s.last_exit.clone()),
+        };
         Info {
             spec: agent.spec.clone(),
-            status: s.status,
+            status,
             restart_count: s.restart_count,
-            last_exit: s.last_exit.clone(),
+            last_exit,
             last_activity: last.map(|t| SystemTime::now() - t.elapsed()),
             idle: running && last.is_some_and(|t| t.elapsed() >= self.inner.quiescence),
             uptime,

@@ -419,22 +419,22 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Stop everything: SIGTERM every group, wait up to `grace`, SIGKILL what is left, and
-    /// remove the records of groups that are gone.
+    /// Stop everything: SIGTERM every group (and SIGHUP every PTY session), wait up to `grace`,
+    /// SIGKILL what is left, and remove the records of groups that are gone.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutting_down.store(true, Ordering::Release);
-        let groups = |s: &Self| -> Vec<(u32, String)> {
-            let table = s.table();
-            let mut g: Vec<(u32, String)> = table
-                .procs
-                .values()
-                .filter(|p| p.running())
-                .map(|p| (p.pid, p.id.clone()))
+        let (targets, terminals) = {
+            let table = self.table();
+            let running = table.procs.values().filter(|p| p.running());
+            let mut targets: Vec<(u32, String)> =
+                running.clone().map(|p| (p.pid, p.id.clone())).collect();
+            targets.extend(table.lingering.iter().map(|(k, v)| (*k, v.clone())));
+            let terminals: Vec<u32> = running
+                .filter(|p| p.pty_size().is_some())
+                .map(|p| p.pid)
                 .collect();
-            g.extend(table.lingering.iter().map(|(k, v)| (*k, v.clone())));
-            g
+            (targets, terminals)
         };
-        let targets = groups(self);
         let send = |sig| {
             for (pgid, _) in &targets {
                 // SAFETY: kill(2) of our own groups.
@@ -442,6 +442,11 @@ impl Supervisor {
             }
         };
         send(libc::SIGTERM);
+        // Their terminals are going away: interactive shells ignore SIGTERM but obey a hangup.
+        for pgid in &terminals {
+            // SAFETY: kill(2) of our own groups.
+            unsafe { libc::kill(-(*pgid as i32), libc::SIGHUP) };
+        }
         let all_gone = || targets.iter().all(|(pgid, _)| !group_alive(*pgid));
         let deadline = Instant::now() + grace;
         while !all_gone() && Instant::now() < deadline {
