@@ -277,9 +277,17 @@ impl Supervisor {
             drain_timed_out,
         });
 
+        {
+            let mut table = self.table();
+            table.running -= 1;
+            self.evict(&mut table);
+            table.lingering.insert(p.pid, p.id.clone());
+        }
+        // The pgid records are the daemon's own business: let the streams woken by finish send
+        // their exited events before the file system work below.
+        tokio::task::yield_now().await;
+
         let mut table = self.table();
-        table.running -= 1;
-        table.lingering.insert(p.pid, p.id.clone());
         // Forget groups that have emptied since (this one included), and their records.
         let records = &self.inner.records;
         table.lingering.retain(|pgid, id| {
@@ -289,7 +297,6 @@ impl Supervisor {
             }
             alive
         });
-        self.evict(&mut table);
     }
 
     /// Drop the oldest exited processes beyond the retention limits.
