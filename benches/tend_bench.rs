@@ -3,6 +3,7 @@
 //! (a) `/bin/true` through `Run` vs `tokio::process::Command::status()`.
 //! (b) 1 GiB through `Connect`, following live, vs reading the same command's stdout pipe.
 //! (c) A one-byte PTY echo through `Attach` vs a PTY opened here, running the same `cat`.
+//! (d) The same echo through `AgentService.Attach` (the `cat` as an agent) vs the same raw PTY.
 //!
 //! It prints medians and ratios, and PASS/MISS per target. It asserts nothing about time and
 //! exits 0 whether targets are met or not: a benchmark reports, the tests decide.
@@ -11,14 +12,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tend::cli::connect::{process_client, Addr, ProcessClient};
-use tend::pb::{self, attach_request::Kind as In, process_event::Kind};
+use tend::cli::connect::{agent_client, process_client, Addr, AgentClient, ProcessClient};
+use tend::pb::{self, agent_service_attach_request::Kind as AgentIn};
+use tend::pb::{attach_request::Kind as In, process_event::Kind};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
-/// Iterations of (a) and (c), after warm-up.
+/// Iterations of (a), (c) and (d), after warm-up.
 const ITERS: usize = 400;
 const WARMUP: usize = 30;
 /// Runs of (b), after one smaller warm-up run.
@@ -73,6 +75,10 @@ impl Daemon {
 
     async fn client(&self) -> anyhow::Result<ProcessClient> {
         process_client(&Addr::Unix(self.socket.clone()), None).await
+    }
+
+    async fn agents(&self) -> anyhow::Result<AgentClient> {
+        agent_client(&Addr::Unix(self.socket.clone()), None).await
     }
 
     /// The daemon's peak resident set, from /proc.
@@ -174,7 +180,7 @@ async fn true_raw() -> Duration {
     t
 }
 
-/// A unary RPC that does no work: the floor under any call, for reading (a) and (c).
+/// A unary RPC that does no work: the floor under any call, for reading (a), (c) and (d).
 async fn unary_floor(c: &mut ProcessClient, id: &str) -> Duration {
     let t0 = Instant::now();
     c.get(pb::GetRequest { id: id.into() }).await.expect("get");
@@ -346,16 +352,22 @@ async fn bench_stream(d: &Daemon) -> StreamResult {
 }
 
 // ---------------------------------------------------------------------------------------------
-// (c) PTY echo
+// (c) and (d) PTY echo
 
-/// An Attach session on a PTY `cat` in raw mode.
-struct Attached {
-    tx: mpsc::Sender<pb::AttachRequest>,
-    events: tonic::Streaming<pb::AttachResponse>,
+/// An Attach session on a PTY `cat` in raw mode: ProcessService's (`pb::AttachRequest`) or
+/// AgentService's (`pb::AgentServiceAttachRequest`); both stream `ProcessEvent`s of the PTY.
+struct Attached<Req, Resp> {
+    tx: mpsc::Sender<Req>,
+    events: tonic::Streaming<Resp>,
+    /// Wraps input bytes in the service's request.
+    input: fn(Vec<u8>) -> Req,
+    /// Takes the PTY event out of the service's response.
+    event: fn(Resp) -> Option<pb::ProcessEvent>,
 }
 
-impl Attached {
-    async fn open(c: &mut ProcessClient) -> (Attached, String) {
+impl Attached<pb::AttachRequest, pb::AttachResponse> {
+    /// (c): start the echo process with a PTY and attach to it through ProcessService.
+    async fn open(c: &mut ProcessClient) -> (Self, String) {
         let mut s = spec(&["sh", "-c", ECHO]);
         s.pty = Some(pb::PtySize { rows: 24, cols: 80 });
         let id = c
@@ -384,15 +396,66 @@ impl Attached {
             .await
             .expect("attach")
             .into_inner();
-        let mut a = Attached { tx, events };
+        let mut a = Attached {
+            tx,
+            events,
+            input: |data| pb::AttachRequest {
+                kind: Some(In::Input(data)),
+            },
+            event: |r| r.event,
+        };
         a.expect(b'R').await;
         (a, id)
     }
+}
 
+impl Attached<pb::AgentServiceAttachRequest, pb::AgentServiceAttachResponse> {
+    /// (d): spawn the echo process as a task agent named `name` and attach to it through
+    /// AgentService (the replay of recent output brings the `R` if it came before the attach).
+    async fn open_agent(a: &mut AgentClient, name: &str) -> Self {
+        a.spawn(pb::SpawnRequest {
+            spec: Some(pb::AgentSpec {
+                name: name.into(),
+                argv: ["sh", "-c", ECHO].map(String::from).to_vec(),
+                size: Some(pb::PtySize { rows: 24, cols: 80 }),
+                kind: pb::AgentKind::Task as i32,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("spawn agent");
+        let (tx, rx) = mpsc::channel(8);
+        tx.send(pb::AgentServiceAttachRequest {
+            kind: Some(AgentIn::Open(pb::AgentAttachOpen {
+                name: name.into(),
+                ..Default::default()
+            })),
+        })
+        .await
+        .expect("open");
+        let events = a
+            .attach(ReceiverStream::new(rx))
+            .await
+            .expect("agent attach")
+            .into_inner();
+        let mut s = Attached {
+            tx,
+            events,
+            input: |data| pb::AgentServiceAttachRequest {
+                kind: Some(AgentIn::Input(data)),
+            },
+            event: |r| r.event,
+        };
+        s.expect(b'R').await;
+        s
+    }
+}
+
+impl<Req, Resp> Attached<Req, Resp> {
     /// Wait for data holding exactly `byte`.
     async fn expect(&mut self, byte: u8) {
         while let Some(ev) = self.events.next().await {
-            if let Some(Kind::Data(d)) = ev.expect("event").event.and_then(|e| e.kind) {
+            if let Some(Kind::Data(d)) = (self.event)(ev.expect("event")).and_then(|e| e.kind) {
                 assert_eq!(d.data, [byte], "one byte in, the same byte out");
                 return;
             }
@@ -403,11 +466,9 @@ impl Attached {
     async fn round_trip(&mut self, byte: u8) -> Duration {
         let t0 = Instant::now();
         self.tx
-            .send(pb::AttachRequest {
-                kind: Some(In::Input(vec![byte])),
-            })
+            .send((self.input)(vec![byte]))
             .await
-            .expect("send");
+            .unwrap_or_else(|_| panic!("send"));
         self.expect(byte).await;
         t0.elapsed()
     }
@@ -487,9 +548,8 @@ struct EchoResult {
     raw: Stats,
 }
 
-async fn bench_echo(d: &Daemon) -> EchoResult {
-    let mut c = d.client().await.expect("client");
-    let (mut attached, id) = Attached::open(&mut c).await;
+/// The round trip through `attached`, interleaved with the same `cat` on a raw PTY opened here.
+async fn echo_vs_raw<Req, Resp>(attached: &mut Attached<Req, Resp>) -> EchoResult {
     // The raw round trip blocks, so it runs on a blocking-pool thread, timed there.
     let raw_pty = std::sync::Arc::new(std::sync::Mutex::new(RawPty::open()));
     let raw_trip = |b: u8| {
@@ -510,12 +570,32 @@ async fn bench_echo(d: &Daemon) -> EchoResult {
         tend.push(us(attached.round_trip(byte(i)).await));
         raw.push(us(raw_trip(byte(i)).await));
     }
-    drop(attached);
-    let _ = c.remove(pb::RemoveRequest { id, force: true }).await;
     EchoResult {
         tend: Stats::new(tend),
         raw: Stats::new(raw),
     }
+}
+
+async fn bench_echo(d: &Daemon) -> EchoResult {
+    let mut c = d.client().await.expect("client");
+    let (mut attached, id) = Attached::open(&mut c).await;
+    let r = echo_vs_raw(&mut attached).await;
+    drop(attached);
+    let _ = c.remove(pb::RemoveRequest { id, force: true }).await;
+    r
+}
+
+async fn bench_agent_echo(d: &Daemon) -> EchoResult {
+    let mut a = d.agents().await.expect("agent client");
+    let mut attached = Attached::open_agent(&mut a, "bench-echo").await;
+    let r = echo_vs_raw(&mut attached).await;
+    drop(attached);
+    let _ = a
+        .remove(pb::AgentServiceRemoveRequest {
+            name: "bench-echo".into(),
+        })
+        .await;
+    r
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -533,7 +613,7 @@ fn main() {
 async fn bench() {
     let started = Instant::now();
     println!(
-        "tend_bench: {} CPUs, {ITERS} iterations of (a) and (c) after {WARMUP} warm-up, \
+        "tend_bench: {} CPUs, {ITERS} iterations of (a), (c) and (d) after {WARMUP} warm-up, \
          {STREAM_RUNS} runs of (b)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
@@ -550,6 +630,11 @@ async fn bench() {
     };
     let c = if on("c") {
         Some(bench_echo(&d).await)
+    } else {
+        None
+    };
+    let agent = if on("d") {
+        Some(bench_agent_echo(&d).await)
     } else {
         None
     };
@@ -570,7 +655,18 @@ async fn bench() {
         report_stream(&b);
     }
     if let Some(c) = c {
-        report_echo(&c);
+        report_echo(
+            "(c) PTY echo of one byte: Attach vs a raw PTY (same `cat`, raw mode)",
+            "tend Attach",
+            &c,
+        );
+    }
+    if let Some(d) = agent {
+        report_echo(
+            "(d) PTY echo of one byte: AgentService.Attach vs a raw PTY (same `cat`, raw mode)",
+            "tend agent Attach",
+            &d,
+        );
     }
     println!();
     println!("total {:.1} s", started.elapsed().as_secs_f64());
@@ -655,13 +751,13 @@ fn report_stream(b: &StreamResult) {
     }
 }
 
-fn report_echo(c: &EchoResult) {
+fn report_echo(title: &str, label: &str, c: &EchoResult) {
     println!();
-    println!("(c) PTY echo of one byte: Attach vs a raw PTY (same `cat`, raw mode)");
+    println!("{title}");
     println!("    {:<28} {:>10} {:>10}", "", "median µs", "p90 µs");
     println!(
         "    {:<28} {:>10.1} {:>10.1}",
-        "tend Attach",
+        label,
         c.tend.median(),
         c.tend.pct(0.9)
     );
