@@ -132,9 +132,26 @@ async fn a_restart_after_sigkill_sweeps_the_old_groups() {
         group(pids[1]).len() >= 2
     })
     .await;
-    let members: Vec<u32> = pids.iter().flat_map(|p| group(*p)).collect();
+    // A child that left its group (setsid) is found by the marker in its environment.
+    let escaped = start(&mut c, sh("setsid sleep 1000 & echo $!; sleep 1000")).await;
+    let mut escapee = 0u32;
+    eventually(10, "the escapee's pid is printed", || {
+        let (out, _) = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+            .arg("--connect")
+            .arg(format!("unix://{}", d.socket().display()))
+            .args(["logs", &escaped])
+            .output()
+            .map(|o| (o.stdout, o.status))
+            .unwrap();
+        escapee = String::from_utf8_lossy(&out).trim().parse().unwrap_or(0);
+        escapee != 0
+    })
+    .await;
+    let mut members: Vec<u32> = pids.iter().flat_map(|p| group(*p)).collect();
+    members.push(escapee);
     // The PTY session gets SIGHUP when the daemon's master closes; pipe groups live on.
-    let orphans: Vec<u32> = pids[..2].iter().flat_map(|p| group(*p)).collect();
+    let mut orphans: Vec<u32> = pids[..2].iter().flat_map(|p| group(*p)).collect();
+    orphans.push(escapee);
     drop(c);
     d.kill9();
     assert!(

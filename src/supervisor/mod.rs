@@ -167,8 +167,11 @@ impl Supervisor {
         table.next += 1;
         let seq = table.next;
         let id = format!("p-{seq}");
-        let record = self.inner.records.for_child(&id)?;
-        let spawned = spawn::spawn(&spec, &program, &env, record, &self.inner.reaper)
+        self.inner.records.prepare(&id)?;
+        let (key, marker) = self.inner.records.marker(&id);
+        let mut env = env;
+        env.insert(key, marker);
+        let spawned = spawn::spawn(&spec, &program, &env, &self.inner.reaper)
             .inspect_err(|_| self.inner.records.remove(&id))?;
         let limits = &self.inner.limits;
         let max_pending = limits.max_pending_input;

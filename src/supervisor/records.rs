@@ -1,11 +1,14 @@
 //! Process-group records in `<state_dir>/pgids/`, and the start-up sweep that kills the groups a
 //! crashed predecessor left behind.
 //!
-//! The child writes its own record between fork and exec, so no child can run without one: if the
-//! daemon is killed at any point after that, its successor finds the group. An owner is its boot
-//! id, PID and start time, never a bare PID, which the kernel reuses.
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
+//! A record is written before the child is spawned, and the child carries a marker in its
+//! environment (`TEND_ORIGIN`), so no child can run without being findable: once the spawn
+//! returns, the record is completed with the process group; if the daemon died in between, the
+//! sweep finds the child by its marker instead. An owner is its boot id, PID and start time,
+//! never a bare PID, which the kernel reuses.
+//!
+//! Writing the record in the parent (rather than between fork and exec) lets pipe processes be
+//! spawned with posix_spawn (vfork), whose cost does not grow with the daemon's memory.
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -48,7 +51,8 @@ impl Owner {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     pub id: String,
-    pub pgid: u32,
+    /// Unknown until the spawn returns.
+    pub pgid: Option<u32>,
     pub owner: Owner,
     /// The leader's start time, filled in after the spawn; tells a reused PGID from ours.
     pub leader_start_ticks: Option<u64>,
@@ -110,71 +114,6 @@ pub struct Records {
     owner: Owner,
 }
 
-/// Everything the child needs to write its record without allocating: between fork and exec
-/// only async-signal-safe calls are allowed, so paths and text are prepared here.
-pub struct ChildRecord {
-    tmp: CString,
-    path: CString,
-    prefix: Vec<u8>,
-    suffix: Vec<u8>,
-}
-
-impl ChildRecord {
-    /// Write `<prefix><getpid()><suffix>` to the tmp file and rename it into place. Runs in the
-    /// forked child: only raw syscalls, no allocation, no locks.
-    pub fn write_in_child(&self) -> std::io::Result<()> {
-        let mut buf = [0u8; 1024];
-        let mut len = 0;
-        let mut put = |bytes: &[u8]| -> std::io::Result<()> {
-            let end = len + bytes.len();
-            if end > buf.len() {
-                return Err(std::io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-            }
-            buf[len..end].copy_from_slice(bytes);
-            len = end;
-            Ok(())
-        };
-        put(&self.prefix)?;
-        // SAFETY: getpid is async-signal-safe and cannot fail.
-        let mut pid = unsafe { libc::getpid() } as u32;
-        let mut digits = [0u8; 10];
-        let mut n = 0;
-        loop {
-            digits[n] = b'0' + (pid % 10) as u8;
-            n += 1;
-            pid /= 10;
-            if pid == 0 {
-                break;
-            }
-        }
-        digits[..n].reverse();
-        put(&digits[..n])?;
-        put(&self.suffix)?;
-        // SAFETY: open/write/close/rename are async-signal-safe; the pointers outlive the calls.
-        unsafe {
-            let fd = libc::open(
-                self.tmp.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-                0o600,
-            );
-            if fd < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let wrote = libc::write(fd, buf.as_ptr().cast(), len);
-            libc::close(fd);
-            if wrote != len as isize {
-                return Err(std::io::Error::last_os_error());
-            }
-            // No fsync: the record must survive the daemon's death, not the machine's; after a
-            // reboot the boot id differs and every old group is gone anyway.
-            if libc::rename(self.tmp.as_ptr(), self.path.as_ptr()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    }
-}
-
 /// What a sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SweepReport {
@@ -197,38 +136,40 @@ impl Records {
         self.dir.join(format!("{id}.json"))
     }
 
-    /// Prepare the record the child of process `id` will write.
-    pub fn for_child(&self, id: &str) -> Result<ChildRecord> {
-        let path = self.path(id);
-        let tmp = self.dir.join(format!("{id}.json.tmp"));
-        let c = |p: &Path| {
-            CString::new(p.as_os_str().as_bytes())
-                .map_err(|_| Error::Internal(format!("NUL in {}", p.display())))
-        };
-        let owner = serde_json::to_string(&self.owner)
-            .map_err(|e| Error::Internal(format!("encode owner: {e}")))?;
-        Ok(ChildRecord {
-            tmp: c(&tmp)?,
-            path: c(&path)?,
-            prefix: format!("{{\"id\":\"{id}\",\"owner\":{owner},\"pgid\":").into_bytes(),
-            suffix: b",\"leader_start_ticks\":null}\n".to_vec(),
+    /// The environment variable every child of process `id` carries, naming this daemon.
+    pub fn marker(&self, id: &str) -> (String, String) {
+        (MARKER.to_string(), self.owner.marker(id))
+    }
+
+    /// Write the record of process `id` before it is spawned.
+    pub fn prepare(&self, id: &str) -> Result<()> {
+        self.write(&Record {
+            id: id.to_string(),
+            pgid: None,
+            owner: self.owner.clone(),
+            leader_start_ticks: None,
         })
     }
 
-    /// Add the leader's start time to a record once the child is running.
+    fn write(&self, record: &Record) -> Result<()> {
+        let tmp = self.dir.join(format!("{}.json.tmp", record.id));
+        let text = serde_json::to_vec(record)
+            .map_err(|e| Error::Internal(format!("encode record: {e}")))?;
+        // No fsync: the record must survive the daemon's death, not the machine's; after a
+        // reboot the boot id differs and every old group is gone anyway.
+        std::fs::write(&tmp, text).map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, self.path(&record.id))
+            .map_err(|e| Error::io(format!("rename {}", tmp.display()), e))
+    }
+
+    /// Add the process group and the leader's start time once the child is running.
     pub fn complete(&self, id: &str, pgid: u32) -> Result<()> {
-        let record = Record {
+        self.write(&Record {
             id: id.to_string(),
-            pgid,
+            pgid: Some(pgid),
             owner: self.owner.clone(),
             leader_start_ticks: proc_stat(pgid).map(|s| s.start_ticks),
-        };
-        let tmp = self.dir.join(format!("{id}.json.tmp"));
-        let text = serde_json::to_vec(&record)
-            .map_err(|e| Error::Internal(format!("encode record: {e}")))?;
-        std::fs::write(&tmp, text).map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, self.path(id))
-            .map_err(|e| Error::io(format!("rename {}", tmp.display()), e))
+        })
     }
 
     /// Forget a group that has no member left.
@@ -248,7 +189,7 @@ impl Records {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name.ends_with(".json.tmp") {
-                // A write that never finished: its child never reached exec.
+                // A rename that never happened; the previous version (if any) is in place.
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
@@ -270,6 +211,11 @@ impl Records {
             }
             if record.owner.boot_id == self.owner.boot_id {
                 report.killed.extend(kill_recorded_group(&record));
+                // Children that left the group (or were never known by it) still carry the
+                // marker in their environment.
+                report
+                    .killed
+                    .extend(kill_marked(&record.owner.marker(&record.id)));
             }
             let _ = std::fs::remove_file(&path);
             report.removed += 1;
@@ -278,12 +224,45 @@ impl Records {
     }
 }
 
+/// The environment variable that marks a daemon's children.
+pub const MARKER: &str = "TEND_ORIGIN";
+
+impl Owner {
+    fn marker(&self, id: &str) -> String {
+        format!("{}:{}:{}:{id}", self.boot_id, self.pid, self.start_ticks)
+    }
+}
+
+/// SIGKILL every process whose environment holds `TEND_ORIGIN=<marker>`.
+fn kill_marked(marker: &str) -> Vec<u32> {
+    let want = format!("{MARKER}={marker}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut killed = Vec::new();
+    for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()) {
+            // SAFETY: plain kill(2).
+            if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
+                killed.push(pid);
+            }
+        }
+    }
+    killed
+}
+
 fn kill_recorded_group(record: &Record) -> Vec<u32> {
-    let members = group_members(record.pgid);
+    let Some(pgid) = record.pgid else {
+        return Vec::new();
+    };
+    let members = group_members(pgid);
     // A live leader with another start time means the PGID was reused: not ours.
     if let (Some(want), Some((_, leader))) = (
         record.leader_start_ticks,
-        members.iter().find(|(pid, _)| *pid == record.pgid),
+        members.iter().find(|(pid, _)| *pid == pgid),
     ) {
         if leader.start_ticks != want {
             return Vec::new();

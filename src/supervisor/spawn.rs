@@ -1,5 +1,8 @@
-//! Forking a child into its own process group (or its own session with a PTY), after it has
-//! written its pgid record.
+//! Spawning a child into its own process group (or its own session with a PTY).
+//!
+//! Pipe processes go through posix_spawn (std uses it when there is no pre_exec closure): a vfork
+//! whose cost does not grow with the daemon's memory, as fork's page-table copy does. PTY
+//! processes need setsid + TIOCSCTTY in the child, which std can only do with fork.
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -11,7 +14,6 @@ use portable_pty::{native_pty_system, MasterPty};
 use tokio::sync::oneshot;
 
 use super::reaper::{Ended, Reaper};
-use super::records::ChildRecord;
 use super::spec::{PtySize, Spec};
 use crate::error::{Error, Result};
 
@@ -42,7 +44,6 @@ pub fn spawn(
     spec: &Spec,
     program: &Path,
     env: &BTreeMap<String, String>,
-    record: ChildRecord,
     reaper: &Reaper,
 ) -> Result<Spawned> {
     let mut cmd = Command::new(program);
@@ -67,8 +68,6 @@ pub fn spawn(
             .stderr(Stdio::piped())
             // Its own group, so signals and the final kill reach everything it starts.
             .process_group(0);
-            // SAFETY: the closure only makes async-signal-safe syscalls (see write_in_child).
-            unsafe { cmd.pre_exec(move || record.write_in_child()) };
             let mut guard = reaper.guard();
             let mut child = cmd.spawn().map_err(spawn_err)?;
             let exit = guard.watch(child.id());
@@ -107,7 +106,7 @@ pub fn spawn(
             let dup =
                 |f: &std::fs::File| f.try_clone().map_err(|e| Error::io("dup the PTY slave", e));
             cmd.stdin(dup(&slave)?).stdout(dup(&slave)?).stderr(slave);
-            // SAFETY: setsid, ioctl and the record write are async-signal-safe syscalls.
+            // SAFETY: setsid and ioctl are async-signal-safe syscalls.
             unsafe {
                 cmd.pre_exec(move || {
                     // A new session makes the child the leader its PTY can belong to; without
@@ -118,7 +117,7 @@ pub fn spawn(
                     if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                    record.write_in_child()
+                    Ok(())
                 })
             };
             let mut guard = reaper.guard();
