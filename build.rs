@@ -16,6 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // with `new(channel)` instead.
     tonic_prost_build::configure()
         .build_transport(false)
+        // Output bytes go from the ring to the wire without a copy into a Vec.
+        .bytes(".tend.v1.DataEvent.data")
         .file_descriptor_set_path(out.join("tend_descriptor.bin"))
         .compile_protos(&protos, &[PathBuf::from("proto")])?;
     println!("cargo:rerun-if-changed=proto");

@@ -456,7 +456,7 @@ impl<Req, Resp> Attached<Req, Resp> {
     async fn expect(&mut self, byte: u8) {
         while let Some(ev) = self.events.next().await {
             if let Some(Kind::Data(d)) = (self.event)(ev.expect("event")).and_then(|e| e.kind) {
-                assert_eq!(d.data, [byte], "one byte in, the same byte out");
+                assert_eq!(&d.data[..], [byte], "one byte in, the same byte out");
                 return;
             }
         }

@@ -5,6 +5,7 @@ pub mod output;
 mod process;
 pub mod reaper;
 pub mod records;
+mod ring;
 mod spawn;
 pub mod spec;
 pub mod view;
@@ -499,11 +500,22 @@ impl Readers {
                                 return;
                             }
                         };
-                        let mut buf = vec![0u8; READ_CHUNK];
+                        let mut buf = bytes::BytesMut::with_capacity(READ_CHUNK);
                         loop {
-                            match rx.read(&mut buf).await {
+                            if buf.capacity() < READ_CHUNK {
+                                buf.reserve(READ_CHUNK);
+                            }
+                            match rx.read_buf(&mut buf).await {
                                 Ok(0) | Err(_) => break,
-                                Ok(n) => p.output.append(kind, &buf[..n]),
+                                // A large read is handed over whole; it pins at most twice its
+                                // size of buffer.
+                                Ok(n) if n >= READ_CHUNK / 2 => {
+                                    p.output.append_bytes(kind, buf.split().freeze())
+                                }
+                                Ok(_) => {
+                                    p.output.append(kind, &buf);
+                                    buf.clear();
+                                }
                             }
                         }
                         p.output.eof(kind);

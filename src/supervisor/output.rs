@@ -4,11 +4,12 @@
 //! Readers pull from the shared log with their own cursor, so replay and subscription are one
 //! thing: there is no moment between "replay done" and "subscribed" for a byte to fall into. A
 //! reader that falls behind the ring gets a gap for the bytes overwritten; the writer never waits.
-use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 
+use super::ring::Ring;
 use super::ExitInfo;
 
 /// Which stream of a process.
@@ -25,7 +26,7 @@ pub enum Chunk {
     Data {
         stream: StreamKind,
         offset: u64,
-        data: Vec<u8>,
+        data: Bytes,
     },
     Gap {
         stream: StreamKind,
@@ -59,8 +60,7 @@ struct StreamLog {
     head: Vec<u8>,
     head_cap: usize,
     /// Bytes at offsets `>= head_cap`, the last `tail_cap` of them.
-    tail: VecDeque<u8>,
-    tail_cap: usize,
+    tail: Ring,
     total: u64,
     eof: bool,
 }
@@ -70,7 +70,22 @@ impl StreamLog {
         self.total - self.tail.len() as u64
     }
 
-    fn append(&mut self, mut data: &[u8]) {
+    fn append(&mut self, data: Bytes) {
+        let mut data = data;
+        if self.head.len() < self.head_cap {
+            let n = data.len().min(self.head_cap - self.head.len());
+            self.head.extend_from_slice(&data[..n]);
+            self.total += n as u64;
+            data = data.slice(n..);
+        }
+        if data.is_empty() {
+            return;
+        }
+        self.total += data.len() as u64;
+        self.tail.push(data);
+    }
+
+    fn append_slice(&mut self, mut data: &[u8]) {
         if self.head.len() < self.head_cap {
             let n = data.len().min(self.head_cap - self.head.len());
             self.head.extend_from_slice(&data[..n]);
@@ -81,14 +96,7 @@ impl StreamLog {
             return;
         }
         self.total += data.len() as u64;
-        if data.len() >= self.tail_cap {
-            self.tail.clear();
-            self.tail.extend(&data[data.len() - self.tail_cap..]);
-            return;
-        }
-        let overflow = (self.tail.len() + data.len()).saturating_sub(self.tail_cap);
-        self.tail.drain(..overflow);
-        self.tail.extend(data);
+        self.tail.push_slice(data);
     }
 
     /// What is at `offset`: up to `max` bytes, or the gap up to the next retained byte.
@@ -102,7 +110,7 @@ impl StreamLog {
             return Some(Chunk::Data {
                 stream: self.kind,
                 offset,
-                data: self.head[offset as usize..end as usize].to_vec(),
+                data: Bytes::copy_from_slice(&self.head[offset as usize..end as usize]),
             });
         }
         let tail_offset = self.tail_offset();
@@ -113,20 +121,10 @@ impl StreamLog {
                 len: tail_offset - offset,
             });
         }
-        let start = (offset - tail_offset) as usize;
-        let end = self.tail.len().min(start + max);
-        let mut data = Vec::with_capacity(end - start);
-        let (a, b) = self.tail.as_slices();
-        if start < a.len() {
-            data.extend_from_slice(&a[start..end.min(a.len())]);
-        }
-        if end > a.len() {
-            data.extend_from_slice(&b[start.saturating_sub(a.len())..end - a.len()]);
-        }
         Some(Chunk::Data {
             stream: self.kind,
             offset,
-            data,
+            data: self.tail.read(offset, max),
         })
     }
 
@@ -177,8 +175,7 @@ impl Output {
                 kind,
                 head: Vec::new(),
                 head_cap,
-                tail: VecDeque::new(),
-                tail_cap: tail_cap.max(1),
+                tail: Ring::new(head_cap as u64, tail_cap),
                 total: 0,
                 eof: false,
             })
@@ -207,15 +204,24 @@ impl Output {
         self.lock().streams.iter().map(|s| s.kind).collect()
     }
 
-    /// Record bytes written by the process. Dropped once the output is closed.
+    /// Record bytes written by the process (copied). Dropped once the output is closed.
     pub fn append(&self, kind: StreamKind, data: &[u8]) {
+        self.record(kind, |s| s.append_slice(data));
+    }
+
+    /// Record bytes written by the process, kept without a copy when large.
+    pub fn append_bytes(&self, kind: StreamKind, data: Bytes) {
+        self.record(kind, |s| s.append(data));
+    }
+
+    fn record(&self, kind: StreamKind, add: impl FnOnce(&mut StreamLog)) {
         {
             let mut logs = self.lock();
             if logs.closed {
                 return;
             }
             if let Some(s) = logs.streams.iter_mut().find(|s| s.kind == kind) {
-                s.append(data);
+                add(s);
             }
             logs.last_append = Some(std::time::Instant::now());
         }
