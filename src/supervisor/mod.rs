@@ -237,13 +237,21 @@ impl Supervisor {
         table.running += 1;
         drop(table);
 
-        if let Err(e) = self.inner.records.complete(&id, pid) {
-            tracing::warn!(id, error = %e, "cannot complete the pgid record");
-        }
+        // Completing the record is file work the caller need not wait for: the child is already
+        // findable by its prepared record and its TEND_ORIGIN marker.
+        let records = self.inner.records.clone();
+        let completing = tokio::task::spawn_blocking(move || {
+            if let Err(e) = records.complete(&id, pid) {
+                tracing::warn!(id, error = %e, "cannot complete the pgid record");
+            }
+        });
         let pipe_tasks = readers.start(&process);
         let this = self.clone();
         let p = process.clone();
-        tokio::spawn(async move { this.lifecycle(p, spawned.exit, pipe_tasks).await });
+        tokio::spawn(async move {
+            this.lifecycle(p, spawned.exit, pipe_tasks, completing)
+                .await
+        });
         Ok(process)
     }
 
@@ -253,6 +261,7 @@ impl Supervisor {
         p: Arc<Process>,
         exit: tokio::sync::oneshot::Receiver<Ended>,
         pipe_tasks: Vec<tokio::task::JoinHandle<()>>,
+        completing: tokio::task::JoinHandle<()>,
     ) {
         let ended = exit.await.unwrap_or(Ended::Signal {
             signal: libc::SIGKILL,
@@ -290,6 +299,8 @@ impl Supervisor {
         // The pgid records are the daemon's own business: let the streams woken by finish send
         // their exited events before the file system work below.
         tokio::task::yield_now().await;
+        // The record must not be rewritten after it is removed below.
+        let _ = completing.await;
 
         let mut table = self.table();
         // Forget groups that have emptied since (this one included), and their records.

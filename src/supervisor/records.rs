@@ -141,14 +141,20 @@ impl Records {
         (MARKER.to_string(), self.owner.marker(id))
     }
 
-    /// Write the record of process `id` before it is spawned.
+    /// Write the record of process `id` before it is spawned. Written in place, not renamed:
+    /// if the daemon dies mid-write, the child was never spawned, and the sweep drops the torn
+    /// record.
     pub fn prepare(&self, id: &str) -> Result<()> {
-        self.write(&Record {
+        let record = Record {
             id: id.to_string(),
             pgid: None,
             owner: self.owner.clone(),
             leader_start_ticks: None,
-        })
+        };
+        let text = serde_json::to_vec(&record)
+            .map_err(|e| Error::Internal(format!("encode record: {e}")))?;
+        let path = self.path(id);
+        std::fs::write(&path, text).map_err(|e| Error::io(format!("write {}", path.display()), e))
     }
 
     fn write(&self, record: &Record) -> Result<()> {
@@ -202,7 +208,11 @@ impl Records {
             {
                 Some(r) => r,
                 None => {
-                    tracing::warn!(path = %path.display(), "unreadable pgid record left in place");
+                    // Complete records are renamed into place whole; a torn one is a prepared
+                    // record whose child was never spawned.
+                    tracing::warn!(path = %path.display(), "removing a torn pgid record");
+                    let _ = std::fs::remove_file(&path);
+                    report.removed += 1;
                     continue;
                 }
             };
