@@ -293,3 +293,56 @@ fn kill_recorded_group(record: &Record) -> Vec<u32> {
     }
     killed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn dead_owner(boot_id: &str) -> Owner {
+        // PID 1's start time is never this: the owner is "dead" without touching a real daemon.
+        Owner {
+            boot_id: boot_id.to_string(),
+            pid: 1,
+            start_ticks: u64::MAX,
+        }
+    }
+
+    #[test]
+    fn the_sweep_kills_a_dead_owners_marked_child_and_drops_torn_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Owner::current().unwrap();
+        let ghost = Records::open(dir.path(), dead_owner(&me.boot_id)).unwrap();
+        // The ghost prepared p-1 and spawned it, then "crashed" before completing the record.
+        ghost.prepare("p-1").unwrap();
+        let (k, v) = ghost.marker("p-1");
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .env(k, v)
+            .spawn()
+            .unwrap();
+        std::fs::write(dir.path().join("pgids/p-2.json"), b"{\"id\":\"p-2\",\"own").unwrap();
+
+        let records = Records::open(dir.path(), me).unwrap();
+        let report = records.sweep();
+        assert_eq!(report.killed, vec![child.id()]);
+        assert_eq!(report.removed, 2);
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("pgids")).unwrap().count(),
+            0
+        );
+        // Idempotent.
+        assert_eq!(records.sweep(), SweepReport::default());
+    }
+
+    #[test]
+    fn a_live_owners_records_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let records = Records::open(dir.path(), Owner::current().unwrap()).unwrap();
+        records.prepare("p-1").unwrap();
+        records.complete("p-1", std::process::id()).unwrap();
+        assert_eq!(records.sweep(), SweepReport::default());
+        assert!(dir.path().join("pgids/p-1.json").exists());
+    }
+}
