@@ -6,6 +6,7 @@ use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::StreamExt;
 use tonic::service::InterceptorLayer;
 use tonic::transport::Server;
 
@@ -131,7 +132,14 @@ pub async fn serve(
             .add_service(v1alpha)
             .add_service(process.clone())
             .add_service(agent.clone());
-        let incoming = TcpListenerStream::new(l);
+        // serve_with_incoming ignores the builder's tcp_nodelay: without it, Nagle holds small
+        // events (a keystroke's echo) back until the peer's delayed ACK.
+        let incoming = TcpListenerStream::new(l).map(|conn| {
+            conn.and_then(|c| {
+                c.set_nodelay(true)?;
+                Ok(c)
+            })
+        });
         servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())));
     }
     tracing::info!(socket = %socket_path.display(), tcp = ?tcp_addrs, "tend is serving");
