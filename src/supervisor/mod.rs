@@ -137,7 +137,7 @@ impl Supervisor {
         let env = spec.environment();
         let program = spec::resolve_program(&spec.argv[0], &env, spec.cwd.as_deref())?;
 
-        // The table stays locked through the fork so that two retries with one request id, or two
+        // The table stays locked through the spawn so that two retries with one request id, or two
         // starts with one name, cannot both run.
         let mut table = self.table();
         if let Some(req) = &spec.request_id {

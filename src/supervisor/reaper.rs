@@ -21,7 +21,7 @@ pub struct Reaper {
     waiters: Mutex<Waiters>,
 }
 
-/// Held while forking: the reaper cannot reap the new child before its waiter is registered.
+/// Held while spawning: the reaper cannot reap the new child before its waiter is registered.
 pub struct SpawnGuard<'a>(MutexGuard<'a, Waiters>);
 
 impl SpawnGuard<'_> {
