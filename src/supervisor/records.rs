@@ -322,6 +322,16 @@ mod tests {
             .spawn()
             .unwrap();
         std::fs::write(dir.path().join("pgids/p-2.json"), b"{\"id\":\"p-2\",\"own").unwrap();
+        // A vfork parent resumes before exec has set up the child's environment: wait for it.
+        let environ = format!("/proc/{}/environ", child.id());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read(&environ).is_ok_and(|e| e.windows(11).any(|w| w == b"TEND_ORIGIN")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never showed its environment"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
 
         let records = Records::open(dir.path(), me).unwrap();
         let report = records.sweep();
