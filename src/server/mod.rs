@@ -23,11 +23,15 @@ use crate::supervisor::Supervisor;
 const DRAIN_CONNECTIONS: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Larger HTTP/2 windows and frames for bulk input and output (the defaults are 64 KiB windows
-/// and 16 KiB frames).
+/// and 16 KiB frames), a bound on calls per connection (h2 refuses more), and keepalive pings so
+/// that connections of vanished clients are closed.
 fn tuned(b: Server) -> Server {
     b.initial_stream_window_size(8 << 20)
         .initial_connection_window_size(16 << 20)
         .max_frame_size(1 << 20)
+        .max_concurrent_streams(1024)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
 }
 
 /// What `serve` reports once it listens, e.g. for the plugin handshake.
