@@ -623,3 +623,39 @@ async fn get_right_after_the_exit_event_says_exited() {
     assert_eq!(info.last_exit.unwrap().exit_code, Some(6));
     assert_eq!(info.pid, 0);
 }
+
+#[tokio::test]
+async fn concurrent_spawns_of_one_name_start_one_program() {
+    let d = Daemon::start().await;
+    let mut tries = Vec::new();
+    for _ in 0..8 {
+        let mut a = d.agents().await;
+        tries.push(tokio::spawn(async move {
+            a.spawn(pb::SpawnRequest {
+                spec: Some(agent("only", &["sleep", "1000"])),
+            })
+            .await
+            .map(drop)
+            .map_err(|e| e.code())
+        }));
+    }
+    let mut ok = 0;
+    for t in tries {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(code) => assert_eq!(code, Code::AlreadyExists),
+        }
+    }
+    assert_eq!(ok, 1);
+    let mut c = d.c().await;
+    let running = c
+        .list(pb::ListRequest {
+            state: pb::ProcessState::Running as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .processes;
+    assert_eq!(running.len(), 1, "{running:?}");
+}

@@ -129,6 +129,9 @@ struct Inner {
     events: broadcast::Sender<Event>,
     quiescence: Duration,
     max_agents: usize,
+    /// One spawn at a time: the name check, the first run and the store update are one step, so
+    /// two spawns of one name cannot both start a program.
+    spawning: Mutex<()>,
 }
 
 impl Agents {
@@ -148,6 +151,7 @@ impl Agents {
                 events: broadcast::channel(EVENT_BACKLOG).0,
                 quiescence,
                 max_agents,
+                spawning: Mutex::new(()),
             }),
         };
         match agents.inner.store.load() {
@@ -216,6 +220,11 @@ impl Agents {
     /// Start a new agent.
     pub fn spawn(&self, spec: AgentSpec) -> Result<Info> {
         Self::check_paths(&spec)?;
+        let _one_at_a_time = self
+            .inner
+            .spawning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         {
             let table = self.table();
             if table.contains_key(&spec.name) {
