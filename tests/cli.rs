@@ -136,3 +136,53 @@ async fn an_unreachable_daemon_is_explained() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn attach_in_a_terminal_types_into_the_agent_and_detaches_on_ctrl_bracket() {
+    use std::io::Write;
+    let d = Daemon::start().await;
+    assert!(tend(&d, &["agent", "spawn", "echoer", "--", "cat"])
+        .status
+        .success());
+    // `script` gives `tend attach` a real terminal, as a person would have.
+    let cmd = format!(
+        "{} --connect unix://{} attach echoer",
+        env!("CARGO_BIN_EXE_tend"),
+        d.socket().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs tend attach in a terminal");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    stdin.write_all(b"typed-line\n").unwrap();
+    // The agent's terminal echoes the line and cat copies it: two more than any local echo.
+    eventually(20, "the agent's echo and cat's copy", || {
+        text(&seen.lock().unwrap()).matches("typed-line").count() >= 2
+    })
+    .await;
+    stdin.write_all(&[0x1d]).unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "{status:?}");
+    let ls = text(&tend(&d, &["agent", "ls"]).stdout);
+    assert!(
+        ls.contains("echoer") && ls.contains("running"),
+        "detaching leaves the agent running: {ls}"
+    );
+}
