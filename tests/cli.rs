@@ -186,3 +186,26 @@ async fn attach_in_a_terminal_types_into_the_agent_and_detaches_on_ctrl_bracket(
         "detaching leaves the agent running: {ls}"
     );
 }
+
+#[tokio::test]
+async fn run_pty_passes_the_terminal_size_and_restores_the_terminal() {
+    let d = Daemon::start().await;
+    let script = format!(
+        "stty rows 33 cols 101; {} --connect unix://{} run --pty -- stty size; stty -a",
+        env!("CARGO_BIN_EXE_tend"),
+        d.socket().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &script, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs tend in a terminal");
+    let seen = text(&out.stdout);
+    assert!(seen.contains("33 101"), "{seen}");
+    // Raw mode is gone once tend exits: canonical mode and echo are back.
+    let after = &seen[seen.find("speed").expect("stty -a ran")..];
+    assert!(
+        after.contains(" icanon") && after.contains(" echo "),
+        "{after}"
+    );
+}
