@@ -175,3 +175,30 @@ async fn a_late_attacher_gets_recent_output_first() {
     }
     assert!(seen.contains("early-bird"), "{seen:?}");
 }
+
+#[tokio::test]
+async fn children_start_with_default_signal_dispositions() {
+    let d = Daemon::start().await;
+    let mut c = d.c().await;
+    let ignored = |out: &[u8]| {
+        let text = String::from_utf8_lossy(out);
+        let hex = text
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .expect("SigIgn line")
+            .trim()
+            .to_string();
+        u64::from_str_radix(&hex, 16).unwrap()
+    };
+    let sigpipe = 1u64 << (libc::SIGPIPE - 1);
+    // The daemon ignores SIGPIPE; its children must not inherit that.
+    let piped = run(&mut c, spec(&["grep", "SigIgn", "/proc/self/status"])).await;
+    assert_eq!(ignored(&piped.stdout) & sigpipe, 0);
+    // In a terminal every standard signal is at its default.
+    let tty = run(
+        &mut c,
+        pty(&["grep", "SigIgn", "/proc/self/status"], 24, 80),
+    )
+    .await;
+    assert_eq!(ignored(&tty.pty) & 0x7fff_ffff, 0);
+}

@@ -3,6 +3,7 @@
 mod input;
 pub mod output;
 mod process;
+mod pty_spawn;
 pub mod reaper;
 pub mod records;
 mod ring;

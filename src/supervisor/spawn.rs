@@ -1,11 +1,11 @@
 //! Spawning a child into its own process group (or its own session with a PTY).
 //!
-//! Pipe processes go through posix_spawn (std uses it when there is no pre_exec closure): a vfork
-//! whose cost does not grow with the daemon's memory, as fork's page-table copy does. PTY
-//! processes need setsid + TIOCSCTTY in the child, which std can only do with fork.
+//! Both go through posix_spawn, a vfork whose cost does not grow with the daemon's memory, as
+//! fork's page-table copy does: pipe processes through std's Command (which uses posix_spawn when
+//! there is no pre_exec closure), PTY processes through `pty_spawn`, since std cannot start a new
+//! session without a pre_exec closure (and so a fork).
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use portable_pty::{native_pty_system, MasterPty};
 use tokio::sync::oneshot;
 
+use super::pty_spawn;
 use super::reaper::{Ended, Reaper};
 use super::spec::{PtySize, Spec};
 use crate::error::{Error, Result};
@@ -39,26 +40,26 @@ pub struct Spawned {
 /// Larger pipes mean fewer wake-ups per megabyte for chatty processes.
 const PIPE_BYTES: libc::c_int = 1 << 20;
 
-/// Fork and exec `program` for `spec`.
+/// Spawn `program` for `spec` with exactly `env`.
 pub fn spawn(
     spec: &Spec,
     program: &Path,
     env: &BTreeMap<String, String>,
     reaper: &Reaper,
 ) -> Result<Spawned> {
-    let mut cmd = Command::new(program);
-    cmd.arg0(&spec.argv[0])
-        .args(&spec.argv[1..])
-        .env_clear()
-        .envs(env);
-    if let Some(cwd) = &spec.cwd {
-        cmd.current_dir(cwd);
-    }
     let argv0 = spec.argv[0].clone();
     let spawn_err = move |e: std::io::Error| Error::io(format!("spawn {argv0}"), e);
 
     match spec.pty {
         None => {
+            let mut cmd = Command::new(program);
+            cmd.arg0(&spec.argv[0])
+                .args(&spec.argv[1..])
+                .env_clear()
+                .envs(env);
+            if let Some(cwd) = &spec.cwd {
+                cmd.current_dir(cwd);
+            }
             cmd.stdin(if spec.stdin {
                 Stdio::piped()
             } else {
@@ -96,40 +97,16 @@ pub fn spawn(
                 .master
                 .tty_name()
                 .ok_or_else(|| Error::Internal("the new PTY has no device name".into()))?;
-            // O_NOCTTY: the daemon must not acquire it; the child does, with TIOCSCTTY below.
-            let slave = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-                .open(&tty)
-                .map_err(|e| Error::io(format!("open {}", tty.display()), e))?;
-            let dup =
-                |f: &std::fs::File| f.try_clone().map_err(|e| Error::io("dup the PTY slave", e));
-            cmd.stdin(dup(&slave)?).stdout(dup(&slave)?).stderr(slave);
-            // SAFETY: setsid and ioctl are async-signal-safe syscalls.
-            unsafe {
-                cmd.pre_exec(move || {
-                    // A new session makes the child the leader its PTY can belong to; without
-                    // TIOCSCTTY the PTY is not its controlling terminal and SIGWINCH never arrives.
-                    if libc::setsid() < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                })
-            };
             let mut guard = reaper.guard();
-            let child = cmd.spawn().map_err(spawn_err)?;
-            let exit = guard.watch(child.id());
+            let pid = pty_spawn::spawn(program, &spec.argv, env, spec.cwd.as_deref(), &tty)
+                .map_err(spawn_err)?;
+            let exit = guard.watch(pid);
             drop(guard);
-            // Drop every slave end we hold (ours via cmd, portable-pty's) so that the master reads
-            // EIO (end of file) once the child and its descendants close theirs.
-            drop(cmd);
+            // Drop portable-pty's slave end so that the master reads EIO (end of file) once the
+            // child and its descendants close theirs.
             drop(pair.slave);
             Ok(Spawned {
-                pid: child.id(),
+                pid,
                 io: ChildIo::Pty {
                     master: pair.master,
                 },
