@@ -163,3 +163,32 @@ async fn a_read_only_attacher_cannot_type() {
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     assert!(err.message().contains("read-only"));
 }
+
+#[tokio::test]
+async fn an_attach_that_does_not_open_first_is_refused() {
+    let d = Daemon::start().await;
+    let mut c = d.c().await;
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(pb::AttachRequest {
+        kind: Some(In::Input(b"x".to_vec())),
+    })
+    .await
+    .unwrap();
+    let err = c.attach(ReceiverStream::new(rx)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().starts_with("open:"), "{}", err.message());
+    let mut a = d.agents().await;
+    let (tx, rx) = mpsc::channel(8);
+    tx.send(pb::AgentServiceAttachRequest {
+        kind: Some(pb::agent_service_attach_request::Kind::Input(b"x".to_vec())),
+    })
+    .await
+    .unwrap();
+    let err = a.attach(ReceiverStream::new(rx)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("naming the agent"),
+        "{}",
+        err.message()
+    );
+}

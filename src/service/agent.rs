@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::agent_convert as conv;
 use super::limit::Streams;
-use super::stream::{forward_input, pump, Input, CHANNEL_DEPTH};
+use super::stream::{forward_input, opening, pump, Input, CHANNEL_DEPTH};
 use crate::agent::spec::check_name;
 use crate::agent::{Agents, IdleOutcome, NudgeOutcome};
 use crate::error::Error;
@@ -210,19 +210,15 @@ impl AgentService for AgentApi {
     ) -> Result<Response<Self::AttachStream>, Status> {
         use pb::agent_service_attach_request::Kind;
         let mut inbound = request.into_inner();
-        let open = match inbound.next().await {
-            Some(Ok(pb::AgentServiceAttachRequest {
-                kind: Some(Kind::Open(open)),
-            })) => open,
-            Some(Err(status)) => return Err(status),
-            _ => {
-                return Err(Error::invalid(
-                    "open",
-                    "the first AgentServiceAttachRequest must be `open` naming the agent",
-                )
-                .into())
-            }
-        };
+        let open = opening(
+            &mut inbound,
+            |m| match m.kind {
+                Some(Kind::Open(open)) => Some(open),
+                _ => None,
+            },
+            "agent",
+        )
+        .await?;
         name("open.name", &open.name)?;
         if open.replay_bytes > RECENT_MAX {
             return Err(
@@ -246,11 +242,7 @@ impl AgentService for AgentApi {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let errors = tx.downgrade();
         let wrap = |e| pb::AgentServiceAttachResponse { event: Some(e) };
-        let follower = p.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            pump(follower, cursor, true, tx, wrap).await
-        });
+        tokio::spawn(pump(permit, p.clone(), cursor, true, tx, wrap));
         let inbound = inbound.map(|m| {
             m.map(|m| match m.kind {
                 Some(Kind::Input(data)) => Input::Data(data),

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
 use super::limit::Streams;
-use super::stream::{forward_input, pump, Input, CHANNEL_DEPTH};
+use super::stream::{forward_input, opening, pump, Input, CHANNEL_DEPTH};
 use crate::error::Error;
 use crate::pb;
 use crate::pb::process_service_server::ProcessService;
@@ -82,10 +82,7 @@ impl ProcessService for ProcessApi {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let _ = tx.try_send(Ok(started(&p, wrap)));
         let cursor = Cursor::new(&p.output.kinds(), 0);
-        tokio::spawn(async move {
-            let _permit = permit;
-            pump(p, cursor, true, tx, wrap).await
-        });
+        tokio::spawn(pump(permit, p, cursor, true, tx, wrap));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -102,10 +99,7 @@ impl ProcessService for ProcessApi {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let cursor = Cursor::new(&kinds, r.from_offset);
         let wrap = |e| pb::ConnectResponse { event: Some(e) };
-        tokio::spawn(async move {
-            let _permit = permit;
-            pump(p, cursor, !r.no_follow, tx, wrap).await
-        });
+        tokio::spawn(pump(permit, p, cursor, !r.no_follow, tx, wrap));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -117,19 +111,15 @@ impl ProcessService for ProcessApi {
     ) -> Result<Response<Self::AttachStream>, Status> {
         use pb::attach_request::Kind;
         let mut inbound = request.into_inner();
-        let open = match inbound.next().await {
-            Some(Ok(pb::AttachRequest {
-                kind: Some(Kind::Open(open)),
-            })) => open,
-            Some(Err(status)) => return Err(status),
-            _ => {
-                return Err(Error::invalid(
-                    "open",
-                    "the first AttachRequest must be `open` naming the process",
-                )
-                .into())
-            }
-        };
+        let open = opening(
+            &mut inbound,
+            |m| match m.kind {
+                Some(Kind::Open(open)) => Some(open),
+                _ => None,
+            },
+            "process",
+        )
+        .await?;
         let p = self.find("open.id", &open.id)?;
         let permit = self.streams.admit()?;
         let kinds = p.output.kinds();
@@ -149,11 +139,7 @@ impl ProcessService for ProcessApi {
         // The input task holds only a weak sender: the response stream must end with the exited
         // event even while the client keeps its side open.
         let errors = tx.downgrade();
-        let follower = p.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            pump(follower, cursor, true, tx, wrap).await
-        });
+        tokio::spawn(pump(permit, p.clone(), cursor, true, tx, wrap));
 
         let inbound = inbound.map(|m| {
             m.map(|m| match m.kind {

@@ -15,14 +15,17 @@ const BATCH_BYTES: usize = 1 << 20;
 pub const CHANNEL_DEPTH: usize = 16;
 
 /// Send output events from `cursor` until the process exits (or, with `follow` false, until
-/// what is retained now is sent), then the exited event.
+/// what is retained now is sent), then the exited event. Holds the stream's admission `permit`
+/// until it ends.
 pub async fn pump<R>(
+    permit: tokio::sync::OwnedSemaphorePermit,
     p: Arc<Process>,
     mut cursor: Cursor,
     follow: bool,
     tx: mpsc::Sender<Result<R, Status>>,
     wrap: fn(pb::ProcessEvent) -> R,
 ) {
+    let _permit = permit;
     let mut changed = p.output.subscribe();
     loop {
         changed.borrow_and_update();
@@ -107,4 +110,26 @@ pub fn forward_input<S, R>(
             }
         }
     });
+}
+
+/// The first message of an Attach session, which must open it: `opening` picks the open payload
+/// out of a message (`None` for anything else); `what` names the session for the error.
+pub async fn opening<T, O>(
+    inbound: &mut tonic::Streaming<T>,
+    opening: fn(T) -> Option<O>,
+    what: &str,
+) -> Result<O, Status> {
+    use tokio_stream::StreamExt;
+    match inbound.next().await {
+        Some(Ok(msg)) => opening(msg),
+        Some(Err(status)) => return Err(status),
+        None => None,
+    }
+    .ok_or_else(|| {
+        crate::error::Error::invalid(
+            "open",
+            format!("the first message must be `open` naming the {what}"),
+        )
+        .into()
+    })
 }
