@@ -22,7 +22,7 @@ use self::input::{CloseBy, Input};
 pub use self::output::{Chunk, Cursor, Read, StreamKind, StreamStats};
 pub use self::process::{ExitInfo, Process};
 pub use self::reaper::Ended;
-use self::records::{group_alive, Owner, Records};
+use self::records::{group_alive, group_members, Owner, Records};
 use self::spawn::ChildIo;
 use self::spec::Spec;
 use crate::config::Limits;
@@ -374,7 +374,8 @@ impl Supervisor {
         let running = p.running();
         if !running {
             let lingering = self.table().lingering.contains_key(&p.pid);
-            if leader_only || !lingering || !group_alive(p.pid) {
+            // Zombies awaiting the reaper still answer kill(-pgid, 0), so count live members.
+            if leader_only || !lingering || group_members(p.pid).is_empty() {
                 return Err(Error::FailedPrecondition(format!(
                     "{} has exited and nothing is left in its group to signal",
                     p.id
