@@ -98,6 +98,12 @@ pub async fn drive(agents: Agents, agent: Arc<Agent>, mut commands: mpsc::Receiv
                 let deadline = *deadline;
                 tokio::select! {
                     _ = tokio::time::sleep_until(deadline) => {
+                        if sup.shutting_down() {
+                            // A restart now would only fail and count towards the start limit.
+                            agent.state().status = Status::Exited;
+                            phase = Phase::Parked;
+                            continue;
+                        }
                         agent.state().restart_count += 1;
                         phase = match run(&agents, &agent) {
                             Ok(p) => Phase::Running(p, Instant::now()),
