@@ -202,3 +202,40 @@ async fn children_start_with_default_signal_dispositions() {
     .await;
     assert_eq!(ignored(&tty.pty) & 0x7fff_ffff, 0);
 }
+
+#[tokio::test]
+async fn children_of_a_nohup_daemon_do_not_inherit_its_ignored_signals() {
+    const INHERITED: &[i32] = &[libc::SIGHUP, libc::SIGINT, libc::SIGQUIT];
+    let d = Daemon::ignoring(INHERITED).await;
+    let mut c = d.c().await;
+    let piped = run(&mut c, spec(&["grep", "SigIgn", "/proc/self/status"])).await;
+    let tty = run(
+        &mut c,
+        pty(&["grep", "SigIgn", "/proc/self/status"], 24, 80),
+    )
+    .await;
+    for out in [&piped.stdout, &tty.pty] {
+        let child = sig_ign(&String::from_utf8_lossy(out));
+        for &s in INHERITED {
+            assert_eq!(child & (1 << (s - 1)), 0, "signal {s} ignored in {child:x}");
+        }
+    }
+    // The daemon itself keeps ignoring SIGHUP: a hangup must not take it down.
+    // SAFETY: kill(2) of our own child.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGHUP) };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        c.list(pb::ListRequest::default()).await.is_ok(),
+        "daemon survived SIGHUP"
+    );
+}
+
+/// The SigIgn mask of a /proc/<pid>/status text.
+fn sig_ign(status: &str) -> u64 {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .expect("SigIgn line")
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap()
+}

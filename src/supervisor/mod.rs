@@ -1,5 +1,6 @@
 //! The process supervisor: the table of processes, starting them, their output and exit, signals,
 //! retention and shutdown. Knows nothing of gRPC.
+mod dispositions;
 mod input;
 pub mod output;
 mod process;

@@ -43,6 +43,7 @@ impl Reaper {
         if rc != 0 {
             tracing::warn!(error = %std::io::Error::last_os_error(), "cannot become a child subreaper");
         }
+        super::dispositions::reset_inherited_ignores();
         let reaper = Arc::new(Reaper {
             waiters: Mutex::new(HashMap::new()),
         });

@@ -35,8 +35,37 @@ impl Daemon {
         d
     }
 
+    /// A daemon started the way a shell starts a background job under `nohup`: with `signals`
+    /// ignored, which its children would inherit.
+    pub async fn ignoring(signals: &'static [i32]) -> Daemon {
+        let tmp = tempfile::Builder::new()
+            .prefix("tend-test")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().join("state");
+        let mut d = Daemon::spawn_with(&dir, &[], |cmd| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: signal(2) between fork and exec touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for &s in signals {
+                        libc::signal(s, libc::SIG_IGN);
+                    }
+                    Ok(())
+                });
+            }
+        })
+        .await;
+        d._tmp = Some(tmp);
+        d
+    }
+
     /// A daemon on an existing state dir (for restart tests). The caller keeps the dir alive.
     pub async fn spawn_in(dir: &Path, args: &[&str]) -> Daemon {
+        Daemon::spawn_with(dir, args, |_| {}).await
+    }
+
+    async fn spawn_with(dir: &Path, args: &[&str], customize: impl FnOnce(&mut Command)) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tend"));
         cmd.arg("serve")
             .arg("--state-dir")
@@ -46,6 +75,7 @@ impl Daemon {
             .env("TEND_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        customize(&mut cmd);
         let child = cmd.spawn().expect("spawn tend serve");
         let d = Daemon {
             dir: dir.to_path_buf(),
