@@ -74,13 +74,18 @@ struct Session {
 
 impl Session {
     async fn open(a: &mut AgentClient, name: &str, read_only: bool) -> Session {
+        let open = pb::AgentAttachOpen {
+            name: name.into(),
+            read_only,
+            ..Default::default()
+        };
+        Session::open_with(a, open).await
+    }
+
+    async fn open_with(a: &mut AgentClient, open: pb::AgentAttachOpen) -> Session {
         let (tx, rx) = mpsc::channel(16);
         tx.send(pb::AgentServiceAttachRequest {
-            kind: Some(In::Open(pb::AgentAttachOpen {
-                name: name.into(),
-                read_only,
-                replay_bytes: 0,
-            })),
+            kind: Some(In::Open(open)),
         })
         .await
         .unwrap();
@@ -101,6 +106,24 @@ impl Session {
             .send(pb::AgentServiceAttachRequest { kind: Some(kind) })
             .await
             .unwrap();
+    }
+
+    /// The next event that is not data (its data added to the text), or `None` at the end of
+    /// the stream (bounded).
+    async fn next_non_data(&mut self) -> Option<pb::process_event::Kind> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ev = tokio::time::timeout_at(deadline, self.events.next())
+                .await
+                .unwrap_or_else(|_| panic!("no event within 20 s; got {:?}", self.text))?
+                .expect("event");
+            match ev.event.and_then(|e| e.kind) {
+                Some(pb::process_event::Kind::Data(d)) => {
+                    self.text.push_str(&String::from_utf8_lossy(&d.data))
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Read until the text contains `want` (bounded).
@@ -658,4 +681,76 @@ async fn concurrent_spawns_of_one_name_start_one_program() {
         .into_inner()
         .processes;
     assert_eq!(running.len(), 1, "{running:?}");
+}
+
+#[tokio::test]
+async fn an_attacher_can_follow_a_crew_agent_across_restarts() {
+    use pb::process_event::Kind as Ev;
+    let d = Daemon::start().await;
+    let mut a = d.agents().await;
+    let script = "echo ready-$$; read line; eval \"$line\"; exit 3";
+    let mut spec = agent("phoenix", &["sh", "-c", script]);
+    spec.kind = pb::AgentKind::Crew as i32;
+    spec.restart = Some(pb::RestartPolicy {
+        initial_backoff_ms: 50,
+        max_backoff_ms: 50,
+        stable_after_ms: 60_000,
+        start_limit: 5,
+    });
+    let first = spawn(&mut a, spec).await;
+    let open = |follow_restarts| pb::AgentAttachOpen {
+        name: "phoenix".into(),
+        follow_restarts,
+        ..Default::default()
+    };
+    let mut follower = Session::open_with(&mut a, open(true)).await;
+    let mut one_run = Session::open_with(&mut a, open(false)).await;
+    follower.until(&format!("ready-{}", first.pid)).await;
+    follower
+        .send(In::Resize(pb::PtySize { rows: 33, cols: 99 }))
+        .await;
+    follower
+        .send(In::Input(b"echo got-$((40+2))\n".to_vec()))
+        .await;
+    match follower.next_non_data().await {
+        Some(Ev::Exited(x)) => assert_eq!(x.exit_code, Some(3)),
+        other => panic!("expected the exit, got {other:?}"),
+    }
+    assert!(follower.text.contains("got-42"), "{:?}", follower.text);
+
+    // Without follow_restarts the stream ends with the run.
+    assert!(matches!(one_run.next_non_data().await, Some(Ev::Exited(_))));
+    assert!(one_run.next_non_data().await.is_none(), "no second run");
+
+    // With it, the restarted run follows, from its first byte, and takes this client's input
+    // and size.
+    let second = match follower.next_non_data().await {
+        Some(Ev::Started(info)) => info,
+        other => panic!("expected the next run, got {other:?}"),
+    };
+    assert_ne!(second.pid, first.pid);
+    follower.until(&format!("ready-{}", second.pid)).await;
+    assert_eq!(
+        second.pty.map(|s| (s.rows, s.cols)),
+        Some((24, 80)),
+        "a new run starts at the spec's size"
+    );
+    follower.send(In::Input(b"stty size\n".to_vec())).await;
+    follower.until("33 99").await;
+
+    // Stopped for good: the stream ends after the run's exit.
+    a.stop(pb::StopRequest {
+        name: "phoenix".into(),
+        timeout_ms: 1000,
+    })
+    .await
+    .unwrap();
+    loop {
+        match follower.next_non_data().await {
+            Some(Ev::Exited(_)) => continue,
+            Some(Ev::Started(_)) => continue,
+            None => break,
+            Some(other) => panic!("unexpected {other:?}"),
+        }
+    }
 }

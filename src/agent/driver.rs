@@ -71,16 +71,19 @@ pub async fn drive(agents: Agents, agent: Arc<Agent>, mut commands: mpsc::Receiv
                 tokio::select! {
                     _ = sup.wait(&p, None) => {
                         let exit = p.exit();
-                        agent.state().last_exit = exit.clone();
-                        agents.emit(&agent, EventKind::Exited, |e| e.exit = exit);
-                        if sup.shutting_down() {
-                            // The daemon is stopping everything; not a crash to recover from.
-                            agent.state().status = Status::Exited;
-                            phase = Phase::Parked;
-                            continue;
+                        // A shutdown is the daemon stopping everything, not a crash to recover
+                        // from. The status is set before the event, so that whoever reacts to
+                        // the event (an attacher waiting for the next run) sees the outcome.
+                        let parks = sup.shutting_down() || agent.spec.kind == Kind::Task;
+                        {
+                            let mut s = agent.state();
+                            s.last_exit = exit.clone();
+                            if parks {
+                                s.status = Status::Exited;
+                            }
                         }
-                        if agent.spec.kind == Kind::Task {
-                            agent.state().status = Status::Exited;
+                        agents.emit(&agent, EventKind::Exited, |e| e.exit = exit);
+                        if parks {
                             phase = Phase::Parked;
                             continue;
                         }

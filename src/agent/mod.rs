@@ -321,6 +321,39 @@ impl Agents {
         })
     }
 
+    /// The run of `agent` after `previous`, once it starts; `None` once the agent will not run
+    /// again by itself: a task that exited, a crew agent stopped or failed, or one removed.
+    pub async fn next_run(&self, agent: &Arc<Agent>, previous: &Process) -> Option<Arc<Process>> {
+        // Subscribed before each look at the state, so no change falls between the two.
+        let mut events = self.subscribe();
+        loop {
+            let still_ours = self
+                .table()
+                .get(&agent.spec.name)
+                .is_some_and(|a| Arc::ptr_eq(a, agent));
+            if !still_ours {
+                return None;
+            }
+            {
+                let s = agent.state();
+                match (s.status, &s.process) {
+                    (Status::Running, Some(p)) if p.id != previous.id => return Some(p.clone()),
+                    (Status::Exited | Status::Failed | Status::Stopped, _) => return None,
+                    _ => {}
+                }
+            }
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.name != agent.spec.name => continue,
+                    // Announced before the registry lets go of it.
+                    Ok(e) if e.kind == EventKind::Removed => return None,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }
+    }
+
     /// Every agent, in name order.
     pub fn list(&self) -> Vec<Arc<Agent>> {
         self.table().values().cloned().collect()

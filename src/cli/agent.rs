@@ -6,7 +6,7 @@ use tokio_stream::StreamExt;
 use super::connect::AgentClient;
 use super::run::show;
 use super::tty;
-use crate::pb::{self, agent_service_attach_request::Kind as In};
+use crate::pb::{self, agent_service_attach_request::Kind as In, process_event::Kind::Started};
 
 /// The key that detaches `tend attach`: Ctrl-] (as telnet), which programs rarely need.
 pub const DETACH_KEY: u8 = 0x1d;
@@ -121,12 +121,15 @@ pub async fn nudge(
     })
 }
 
-/// `tend attach`: this terminal becomes the agent's until Ctrl-] or the agent exits.
-pub async fn attach(mut c: AgentClient, name: String) -> anyhow::Result<i32> {
+/// `tend attach`: this terminal becomes the agent's until Ctrl-] or the agent stops running
+/// (with `follow`, for good; without, when the current run exits). Exits with the last run's
+/// code.
+pub async fn attach(mut c: AgentClient, name: String, follow: bool) -> anyhow::Result<i32> {
     let (tx, rx) = mpsc::channel::<pb::AgentServiceAttachRequest>(64);
     tx.send(pb::AgentServiceAttachRequest {
         kind: Some(In::Open(pb::AgentAttachOpen {
-            name,
+            name: name.clone(),
+            follow_restarts: follow,
             ..Default::default()
         })),
     })
@@ -171,19 +174,27 @@ pub async fn attach(mut c: AgentClient, name: String) -> anyhow::Result<i32> {
     tty::forward_resize(tx, |size| pb::AgentServiceAttachRequest {
         kind: Some(In::Resize(size)),
     });
-    let code = loop {
+    let mut code = 0;
+    loop {
         tokio::select! {
             ev = events.next() => match ev {
-                Some(ev) => {
-                    if let Some(code) = show(ev?.event)? {
-                        break code;
+                Some(ev) => match ev?.event {
+                    // The terminal is raw: a line needs its carriage return.
+                    Some(pb::ProcessEvent { kind: Some(Started(info)) }) => {
+                        eprint!("\r\n[tend: {name} restarted, pid {}]\r\n", info.pid);
                     }
-                }
-                None => break 0,
+                    event => {
+                        if let Some(c) = show(event)? {
+                            code = c;
+                            eprint!("\r\n[tend: {name} exited with {c}]\r\n");
+                        }
+                    }
+                },
+                None => break,
             },
-            _ = detached.recv() => break 0,
+            _ = detached.recv() => break,
         }
-    };
+    }
     drop(raw);
     Ok(code)
 }

@@ -86,8 +86,14 @@ pub enum Command {
     /// Named interactive agents in their own PTYs.
     #[command(subcommand)]
     Agent(AgentCommand),
-    /// Attach this terminal to an agent; Ctrl-] detaches.
-    Attach { name: String },
+    /// Attach this terminal to an agent; Ctrl-] detaches. Stays attached across the agent's
+    /// restarts until it stops for good.
+    Attach {
+        name: String,
+        /// Detach when the current run exits instead of following the agent's next run.
+        #[arg(long)]
+        no_follow: bool,
+    },
     /// Type a message (and Enter) into an agent; exits 0 when delivered.
     Nudge {
         name: String,
@@ -260,7 +266,9 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
                 AgentCommand::Rm { name } => agent::remove(c, name).await,
             };
         }
-        Command::Attach { name } => return agent::attach(agents().await?, name).await,
+        Command::Attach { name, no_follow } => {
+            return agent::attach(agents().await?, name, !no_follow).await
+        }
         Command::Nudge {
             name,
             message,

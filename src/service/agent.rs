@@ -2,19 +2,20 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::agent_convert as conv;
 use super::limit::Streams;
-use super::stream::{forward_input, opening, pump, Input, CHANNEL_DEPTH};
+use super::stream::{forward_input, opening, pump_run, Input, Pumped, CHANNEL_DEPTH};
 use crate::agent::spec::check_name;
 use crate::agent::{Agents, IdleOutcome, NudgeOutcome};
 use crate::error::Error;
 use crate::pb;
 use crate::pb::agent_service_server::AgentService;
+use crate::supervisor::Cursor;
 
 /// Largest nudge message.
 const MAX_NUDGE: usize = 64 << 10;
@@ -242,7 +243,32 @@ impl AgentService for AgentApi {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let errors = tx.downgrade();
         let wrap = |e| pb::AgentServiceAttachResponse { event: Some(e) };
-        tokio::spawn(pump(permit, p.clone(), cursor, true, tx, wrap));
+        let (moved, target) = watch::channel(p.clone());
+        let agents = self.agents.clone();
+        let follow = open.follow_restarts;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (mut p, mut cursor) = (p, cursor);
+            while pump_run(&p, cursor, true, &tx, wrap).await == Pumped::Exited && follow {
+                let next = tokio::select! {
+                    next = agents.next_run(&a, &p) => next,
+                    _ = tx.closed() => return,
+                };
+                let Some(next) = next else { return };
+                let started = pb::ProcessEvent {
+                    kind: Some(pb::process_event::Kind::Started(super::convert::info(
+                        &next,
+                    ))),
+                };
+                if tx.send(Ok(wrap(started))).await.is_err() {
+                    return;
+                }
+                // The whole new run, from its first byte.
+                cursor = Cursor::new(&next.output.kinds(), 0);
+                let _ = moved.send(next.clone());
+                p = next;
+            }
+        });
         let inbound = inbound.map(|m| {
             m.map(|m| match m.kind {
                 Some(Kind::Input(data)) => Input::Data(data),
@@ -251,7 +277,13 @@ impl AgentService for AgentApi {
                 None => Input::Nothing,
             })
         });
-        forward_input(p, open.read_only, self.max_input, Box::pin(inbound), errors);
+        forward_input(
+            target,
+            open.read_only,
+            self.max_input,
+            Box::pin(inbound),
+            errors,
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -151,7 +151,9 @@ impl ProcessService for ProcessApi {
             })
         });
         let max_input = self.sup.limits().max_input_bytes;
-        forward_input(p, open.read_only, max_input, Box::pin(inbound), errors);
+        // One process for the whole session: the sender goes, the receiver keeps the value.
+        let target = tokio::sync::watch::channel(p).1;
+        forward_input(target, open.read_only, max_input, Box::pin(inbound), errors);
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -2,7 +2,7 @@
 //! bounded channel whose receiver is the response stream. A failed send means the client left.
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
 use super::convert;
@@ -20,12 +20,34 @@ pub const CHANNEL_DEPTH: usize = 16;
 pub async fn pump<R>(
     permit: tokio::sync::OwnedSemaphorePermit,
     p: Arc<Process>,
-    mut cursor: Cursor,
+    cursor: Cursor,
     follow: bool,
     tx: mpsc::Sender<Result<R, Status>>,
     wrap: fn(pb::ProcessEvent) -> R,
 ) {
     let _permit = permit;
+    pump_run(&p, cursor, follow, &tx, wrap).await;
+}
+
+/// How `pump_run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pumped {
+    /// The exited event was sent.
+    Exited,
+    /// Everything retained was sent (not following).
+    CaughtUp,
+    /// The client went away.
+    Gone,
+}
+
+/// The body of `pump`, for streams that go on after one process (an agent's next run).
+pub async fn pump_run<R>(
+    p: &Process,
+    mut cursor: Cursor,
+    follow: bool,
+    tx: &mpsc::Sender<Result<R, Status>>,
+    wrap: fn(pb::ProcessEvent) -> R,
+) -> Pumped {
     let mut changed = p.output.subscribe();
     loop {
         changed.borrow_and_update();
@@ -33,7 +55,7 @@ pub async fn pump<R>(
             Read::Chunks(chunks) => {
                 for c in chunks {
                     if tx.send(Ok(wrap(convert::chunk_event(c)))).await.is_err() {
-                        return;
+                        return Pumped::Gone;
                     }
                 }
             }
@@ -41,14 +63,16 @@ pub async fn pump<R>(
                 let event = pb::ProcessEvent {
                     kind: Some(pb::process_event::Kind::Exited(convert::exit_to_pb(&exit))),
                 };
-                let _ = tx.send(Ok(wrap(event))).await;
-                return;
+                return match tx.send(Ok(wrap(event))).await {
+                    Ok(()) => Pumped::Exited,
+                    Err(_) => Pumped::Gone,
+                };
             }
-            Read::Pending if !follow => return,
+            Read::Pending if !follow => return Pumped::CaughtUp,
             Read::Pending => {
                 tokio::select! {
-                    r = changed.changed() => if r.is_err() { return },
-                    _ = tx.closed() => return,
+                    r = changed.changed() => if r.is_err() { return Pumped::Gone },
+                    _ = tx.closed() => return Pumped::Gone,
                 }
             }
         }
@@ -66,11 +90,12 @@ pub enum Input {
     Nothing,
 }
 
-/// Apply an attached client's messages to the process until the client ends its side or sends
-/// something invalid; an error ends the session with that status. Holds only a weak sender so
-/// the response stream still ends with the exit event.
+/// Apply an attached client's messages to the process `target` holds (an agent's attacher is
+/// moved to each new run) until the client ends its side or sends something invalid; an error
+/// ends the session with that status. Holds only a weak sender so the response stream still
+/// ends with the exit event.
 pub fn forward_input<S, R>(
-    p: Arc<Process>,
+    mut target: watch::Receiver<Arc<Process>>,
     read_only: bool,
     max_input: usize,
     mut inbound: S,
@@ -82,8 +107,27 @@ pub fn forward_input<S, R>(
     use crate::error::Error;
     use tokio_stream::StreamExt;
     tokio::spawn(async move {
-        while let Some(msg) = inbound.next().await {
-            let Ok(msg) = msg else { return };
+        // This client's last size, given to each new run too: a restarted agent's terminal
+        // starts at the spec's size, not the attacher's.
+        let mut size = None;
+        let mut moves = true;
+        loop {
+            let msg = tokio::select! {
+                // A move first: input sent after the client saw the new run must reach it.
+                biased;
+                moved = target.changed(), if moves => {
+                    match moved {
+                        Ok(()) => if let Some(s) = size {
+                            let _ = target.borrow_and_update().resize(s);
+                        },
+                        Err(_) => moves = false,
+                    }
+                    continue;
+                }
+                msg = inbound.next() => msg,
+            };
+            let Some(Ok(msg)) = msg else { return };
+            let p = target.borrow().clone();
             let result = match msg {
                 Input::Nothing => Ok(()),
                 _ if read_only => Err(Error::FailedPrecondition(format!(
@@ -95,7 +139,10 @@ pub fn forward_input<S, R>(
                     format!("{} bytes in one message; at most {max_input}", data.len()),
                 )),
                 Input::Data(data) => p.send_input(data).map(drop),
-                Input::Resize(size) => convert::pty_size("resize", size).and_then(|s| p.resize(s)),
+                Input::Resize(s) => convert::pty_size("resize", s).and_then(|s| {
+                    size = Some(s);
+                    p.resize(s)
+                }),
                 Input::Close => p.close_input(),
                 Input::Open => Err(Error::invalid(
                     "open",

@@ -482,3 +482,35 @@ def test_watch_idle_and_busy(daemon):
             watch.cancel()
 
     run(scenario())
+
+
+def test_attach_follows_respawns_until_removed(client):
+    """follow_restarts: the next run arrives as a `started` event; Remove ends the stream."""
+    first = spawn(client, "phoenix", ["sh", "-c", "echo run-$$; exec sleep 1000"])
+    open_ = apb.AgentAttachOpen(name="phoenix", read_only=True, follow_restarts=True)
+    call = client.agent.Attach(iter([apb.AgentServiceAttachRequest(open=open_)]), timeout=TIMEOUT)
+    events = iter(call)
+    seen = bytearray()
+
+    def next_kind(until: bytes = b"") -> str:
+        """The next non-data event's kind (or "until" once `until` is seen); data into `seen`."""
+        for r in events:
+            kind = r.event.WhichOneof("kind")
+            if kind != "data":
+                return kind
+            seen.extend(r.event.data.data)
+            if until and until in seen:
+                return "until"
+        return "end"
+
+    assert next_kind(b"run-%d" % first.pid) == "until"
+    client.agent.Respawn(apb.RespawnRequest(name="phoenix"), timeout=TIMEOUT)
+    assert next_kind() == "exited"
+    r = next(events)
+    assert r.event.WhichOneof("kind") == "started"
+    second = r.event.started.pid
+    assert second not in (0, first.pid)
+    assert next_kind(b"run-%d" % second) == "until"
+    client.agent.Remove(apb.AgentServiceRemoveRequest(name="phoenix"), timeout=TIMEOUT)
+    assert next_kind() == "exited"
+    assert next_kind() == "end"

@@ -272,14 +272,16 @@ class RecentOutputResponse(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class AgentAttachOpen(_message.Message):
-    __slots__ = ("name", "read_only", "replay_bytes")
+    __slots__ = ("name", "read_only", "replay_bytes", "follow_restarts")
     NAME_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     REPLAY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_RESTARTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     read_only: bool
     replay_bytes: int
-    def __init__(self, name: _Optional[str] = ..., read_only: _Optional[bool] = ..., replay_bytes: _Optional[int] = ...) -> None: ...
+    follow_restarts: bool
+    def __init__(self, name: _Optional[str] = ..., read_only: _Optional[bool] = ..., replay_bytes: _Optional[int] = ..., follow_restarts: _Optional[bool] = ...) -> None: ...
 
 class AgentServiceAttachRequest(_message.Message):
     __slots__ = ("open", "input", "resize")
