@@ -31,6 +31,35 @@ async fn stdin_is_echoed_through_cat() {
 }
 
 #[tokio::test]
+async fn queued_input_reaches_a_slow_reader_whole_and_in_order_before_the_close() {
+    use sha2::{Digest, Sha256};
+    let d = Daemon::start().await;
+    let mut c = d.c().await;
+    // Not reading for a while: the pipe fills and the rest waits in the daemon's queue.
+    let mut s = sh("sleep 0.5; sha256sum");
+    s.stdin = true;
+    let id = start(&mut c, s).await;
+    let mut all = Vec::new();
+    for i in 0..3u8 {
+        let chunk: Vec<u8> = (0..1u32 << 20).map(|n| (n % 251) as u8 ^ i).collect();
+        c.send_input(pb::SendInputRequest {
+            id: id.clone(),
+            data: chunk.clone(),
+        })
+        .await
+        .unwrap();
+        all.extend(chunk);
+    }
+    // Closing with bytes still queued: they go first, then the end of file.
+    c.close_input(pb::CloseInputRequest { id: id.clone() })
+        .await
+        .unwrap();
+    let got = connect(&mut c, &id, 0).await;
+    let want = format!("{:x}  -\n", Sha256::digest(&all));
+    assert_eq!(String::from_utf8_lossy(&got.stdout), want);
+}
+
+#[tokio::test]
 async fn input_to_a_process_without_stdin_is_refused_clearly() {
     let d = Daemon::start().await;
     let mut c = d.c().await;

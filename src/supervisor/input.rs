@@ -1,16 +1,18 @@
-//! Input to a child (stdin pipe or PTY master), written by a thread so a process that does not
-//! read can never block a client: pending bytes are bounded and over the bound is an error.
-use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::sync::Arc;
+//! Input to a child (stdin pipe or PTY master), so that a process that does not read can never
+//! block a client: what the child can take at once is written straight from the caller (no
+//! thread hop on the keystroke path); the rest waits in a queue that a task writes as the child
+//! reads. Queued bytes are bounded and over the bound is an error.
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::Notify;
+
+use super::fdio::{register, set_nonblocking, write};
 use crate::error::{Error, Result};
-
-enum Msg {
-    Data(Vec<u8>),
-    Close,
-}
 
 /// How closing input is expressed to the child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,74 +23,207 @@ pub enum CloseBy {
     Eot,
 }
 
-/// The sending side, held by the process.
+/// The sending side, held by the process. Dropping it closes the descriptor once the queue is
+/// written; `abandon` closes it without waiting.
 pub struct Input {
-    tx: mpsc::Sender<Msg>,
-    pending: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    close_by: CloseBy,
     max_pending: usize,
 }
 
-impl Input {
-    /// Start the writer thread for `sink`.
-    pub fn start(
-        id: &str,
-        mut sink: Box<dyn Write + Send>,
-        close_by: CloseBy,
-        max_pending: usize,
-    ) -> Input {
-        let (tx, rx) = mpsc::channel::<Msg>();
-        let pending = Arc::new(AtomicUsize::new(0));
-        let p = pending.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("tend-input-{id}"))
-            .spawn(move || {
-                for msg in rx {
-                    match msg {
-                        Msg::Data(data) => {
-                            let ok = sink.write_all(&data).and_then(|_| sink.flush()).is_ok();
-                            p.fetch_sub(data.len(), Ordering::AcqRel);
-                            if !ok {
-                                // The child closed its end (EPIPE/EIO): nothing more can be written.
-                                return;
-                            }
-                        }
-                        Msg::Close if close_by == CloseBy::Eot => {
-                            let _ = sink.write_all(b"\x04").and_then(|_| sink.flush());
-                        }
-                        Msg::Close => return,
+struct Shared {
+    fd: AsyncFd<OwnedFd>,
+    state: Mutex<State>,
+    /// Work for the writer task: queued bytes, a close, or abandonment.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Vec<u8>>,
+    /// Bytes of the queue's front already written.
+    front_written: usize,
+    /// Bytes queued and not yet written.
+    pending: usize,
+    /// Close once the queue is written.
+    closing: bool,
+    /// Close now, dropping the queue.
+    abandoned: bool,
+    /// The child's end is gone (EPIPE, EIO): nothing more can be written.
+    broken: bool,
+}
+
+/// What a write attempt found.
+enum Wrote {
+    All,
+    Blocked,
+    Broken,
+}
+
+impl State {
+    /// Write the queue until it is empty, the descriptor would block, or the child is gone.
+    fn write_queue(&mut self, fd: &OwnedFd) -> Wrote {
+        while let Some(front) = self.queue.front() {
+            match write(fd, &front[self.front_written..]) {
+                Ok(n) => {
+                    self.front_written += n;
+                    self.pending -= n;
+                    if self.front_written == front.len() {
+                        self.queue.pop_front();
+                        self.front_written = 0;
                     }
                 }
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start an input writer thread");
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Wrote::Blocked,
+                Err(_) => {
+                    self.break_off();
+                    return Wrote::Broken;
+                }
+            }
         }
-        Input {
-            tx,
-            pending,
-            max_pending,
-        }
+        Wrote::All
     }
 
-    /// Queue bytes for the child. Fails rather than waits when the child is not reading.
+    fn break_off(&mut self) {
+        self.broken = true;
+        self.queue.clear();
+        self.pending = 0;
+        self.front_written = 0;
+    }
+}
+
+impl Input {
+    /// Take over `fd` (made non-blocking) and start its writer task. Must run inside a tokio
+    /// runtime.
+    pub fn start(fd: OwnedFd, close_by: CloseBy, max_pending: usize) -> io::Result<Input> {
+        set_nonblocking(&fd)?;
+        let shared = Arc::new(Shared {
+            fd: register(fd, Interest::WRITABLE)?,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        });
+        tokio::spawn(write_queued(shared.clone()));
+        Ok(Input {
+            shared,
+            close_by,
+            max_pending,
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Send bytes to the child: written at once if it can take them, else queued. Fails rather
+    /// than waits when the child is not reading.
     pub fn send(&self, id: &str, data: Vec<u8>) -> Result<usize> {
         let len = data.len();
-        let before = self.pending.fetch_add(len, Ordering::AcqRel);
-        if before + len > self.max_pending && before > 0 {
-            self.pending.fetch_sub(len, Ordering::AcqRel);
-            return Err(Error::ResourceExhausted(format!(
-                "{id} has {before} bytes of input it has not read yet (limit {}); \
-                 wait for it to read, or check that it reads stdin",
-                self.max_pending
+        let mut st = self.state();
+        if st.broken {
+            return Err(Error::FailedPrecondition(format!(
+                "{id} no longer reads input (its end of the input is closed)"
             )));
         }
-        self.tx.send(Msg::Data(data)).map_err(|_| {
-            Error::FailedPrecondition(format!("{id} no longer reads input (its input is closed)"))
-        })?;
+        if st.closing || st.abandoned {
+            return Err(Error::FailedPrecondition(format!(
+                "the input of {id} is closed"
+            )));
+        }
+        if st.pending > 0 && st.pending + len > self.max_pending {
+            return Err(Error::ResourceExhausted(format!(
+                "{id} has {} bytes of input it has not read yet (limit {}); \
+                 wait for it to read, or check that it reads stdin",
+                st.pending, self.max_pending
+            )));
+        }
+        st.pending += len;
+        st.queue.push_back(data);
+        if st.queue.len() == 1 {
+            // Nothing queued before: the child may take it all now, in this thread.
+            match st.write_queue(self.shared.fd.get_ref()) {
+                Wrote::All => return Ok(len),
+                Wrote::Broken => {
+                    return Err(Error::FailedPrecondition(format!(
+                        "{id} no longer reads input (its end of the input is closed)"
+                    )))
+                }
+                Wrote::Blocked => {}
+            }
+        }
+        drop(st);
+        self.shared.wake.notify_one();
         Ok(len)
     }
 
-    /// Close input (or type ^D on a PTY).
+    /// Close input after what is queued (on a PTY: type ^D after it).
     pub fn close(&self) {
-        let _ = self.tx.send(Msg::Close);
+        let mut st = self.state();
+        if st.broken || st.closing || st.abandoned {
+            return;
+        }
+        match self.close_by {
+            CloseBy::Eot => {
+                st.pending += 1;
+                st.queue.push_back(vec![0x04]);
+                if st.queue.len() == 1 {
+                    st.write_queue(self.shared.fd.get_ref());
+                }
+            }
+            CloseBy::Drop => st.closing = true,
+        }
+        drop(st);
+        self.shared.wake.notify_one();
+    }
+
+    /// Stop writing and close the descriptor now: the process is gone, and whoever still holds
+    /// its terminal or stdin may never read what is queued.
+    pub fn abandon(&self) {
+        self.state().abandoned = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        self.state().closing = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// The writer task: writes the queue as the child reads, until input is closed or broken. The
+/// descriptor closes when the task and the `Input` have both let go of it.
+async fn write_queued(shared: Arc<Shared>) {
+    let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let idle = {
+            let st = lock();
+            if st.abandoned || st.broken || (st.closing && st.queue.is_empty()) {
+                return;
+            }
+            st.queue.is_empty()
+        };
+        if idle {
+            shared.wake.notified().await;
+            continue;
+        }
+        let mut ready = tokio::select! {
+            ready = shared.fd.writable() => match ready {
+                Ok(r) => r,
+                Err(_) => {
+                    lock().break_off();
+                    return;
+                }
+            },
+            // Abandoned while the child does not read.
+            _ = shared.wake.notified() => continue,
+        };
+        let mut st = lock();
+        if st.abandoned {
+            return;
+        }
+        match st.write_queue(shared.fd.get_ref()) {
+            Wrote::Blocked => ready.clear_ready(),
+            Wrote::All => {}
+            Wrote::Broken => return,
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The process supervisor: the table of processes, starting them, their output and exit, signals,
 //! retention and shutdown. Knows nothing of gRPC.
 mod dispositions;
+mod fdio;
 mod input;
 pub mod output;
 mod process;
@@ -179,19 +180,26 @@ impl Supervisor {
         let limits = &self.inner.limits;
         let max_pending = limits.max_pending_input;
 
+        let pid = spawned.pid;
+        let failed = |what: &str, e: std::io::Error| {
+            // SAFETY: kill(2) of the group we just created.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            Error::Internal(format!("{what}: {e}"))
+        };
         let (kinds, input, master, readers) = match spawned.io {
             ChildIo::Pipes {
                 stdin,
                 stdout,
                 stderr,
             } => {
-                let input = stdin.map(|fd| {
-                    let sink = Box::new(std::fs::File::from(fd));
-                    (
-                        Input::start(&id, sink, CloseBy::Drop, max_pending),
+                let input = match stdin {
+                    Some(fd) => Some((
+                        Input::start(fd, CloseBy::Drop, max_pending)
+                            .map_err(|e| failed("set up stdin", e))?,
                         CloseBy::Drop,
-                    )
-                });
+                    )),
+                    None => None,
+                };
                 (
                     vec![StreamKind::Stdout, StreamKind::Stderr],
                     input,
@@ -203,29 +211,29 @@ impl Supervisor {
                 )
             }
             ChildIo::Pty { master } => {
-                let reader = master.try_clone_reader();
-                let writer = master.take_writer();
-                let (reader, writer) = match (reader, writer) {
-                    (Ok(r), Ok(w)) => (r, w),
-                    (Err(e), _) | (_, Err(e)) => {
-                        // SAFETY: kill(2) of the group we just created.
-                        unsafe { libc::kill(-(spawned.pid as i32), libc::SIGKILL) };
-                        return Err(Error::Internal(format!("open the PTY master: {e}")));
-                    }
+                // The master is read and written through dups of it, so the task that reads
+                // and the input that writes close theirs on their own schedule; `master`
+                // itself stays for resizes.
+                let dup = || -> std::io::Result<std::os::fd::OwnedFd> {
+                    let fd = master
+                        .as_raw_fd()
+                        .ok_or_else(|| std::io::Error::other("the PTY master has no descriptor"))?;
+                    // SAFETY: the descriptor is open for as long as `master` lives.
+                    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
                 };
+                let reader = dup().map_err(|e| failed("open the PTY master", e))?;
+                let writer = dup().map_err(|e| failed("open the PTY master", e))?;
+                let input = Input::start(writer, CloseBy::Eot, max_pending)
+                    .map_err(|e| failed("open the PTY master", e))?;
                 (
                     vec![StreamKind::Pty],
-                    Some((
-                        Input::start(&id, writer, CloseBy::Eot, max_pending),
-                        CloseBy::Eot,
-                    )),
+                    Some((input, CloseBy::Eot)),
                     Some(master),
                     Readers::Pty(reader),
                 )
             }
         };
         let output = output::Output::new(&kinds, limits.head_bytes, limits.tail_bytes);
-        let pid = spawned.pid;
         let process = Arc::new(Process::new(
             id.clone(),
             seq,
@@ -495,7 +503,7 @@ impl Supervisor {
 /// The tasks that move a child's output into its log.
 enum Readers {
     Pipes(Vec<(StreamKind, std::os::fd::OwnedFd)>),
-    Pty(Box<dyn std::io::Read + Send>),
+    Pty(std::os::fd::OwnedFd),
 }
 
 impl Readers {
@@ -536,25 +544,14 @@ impl Readers {
                     })
                 })
                 .collect(),
-            Readers::Pty(mut reader) => {
+            Readers::Pty(fd) => {
                 let p = p.clone();
-                let spawned = std::thread::Builder::new()
-                    .name(format!("tend-pty-{}", p.id))
-                    .spawn(move || {
-                        let mut buf = vec![0u8; 64 << 10];
-                        loop {
-                            // EIO on the master means every slave end is closed: end of file.
-                            match reader.read(&mut buf) {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => p.output.append(StreamKind::Pty, &buf[..n]),
-                            }
-                        }
-                        p.output.eof(StreamKind::Pty);
-                    });
-                if let Err(e) = spawned {
-                    tracing::error!(error = %e, "cannot start a PTY reader thread");
-                }
-                Vec::new()
+                vec![tokio::spawn(async move {
+                    if let Err(e) = fdio::read_pty(fd, &p).await {
+                        tracing::error!(id = p.id, error = %e, "cannot read the PTY");
+                    }
+                    p.output.eof(StreamKind::Pty);
+                })]
             }
         }
     }

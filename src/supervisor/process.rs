@@ -137,7 +137,9 @@ impl Process {
 
     /// Drop the input side once the process is gone.
     pub(super) fn drop_input(&self) {
-        *self.input.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some((input, _)) = self.input.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            input.abandon();
+        }
     }
 
     /// Change the PTY size; the kernel sends SIGWINCH to the foreground group.
