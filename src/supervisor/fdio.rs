@@ -29,24 +29,20 @@ pub fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 
 /// write(2), retrying interruptions.
 pub fn write(fd: &OwnedFd, data: &[u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: write(2) from a live slice to a descriptor we own.
-        let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    // SAFETY: write(2) from a live slice to a descriptor we own.
+    retrying(|| unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) })
 }
 
 /// read(2), retrying interruptions.
 fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: read(2) into a live slice from a descriptor we own.
+    retrying(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// Call a read(2)-like function until it is not interrupted.
+fn retrying(mut call: impl FnMut() -> isize) -> io::Result<usize> {
     loop {
-        // SAFETY: read(2) into a live slice from a descriptor we own.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = call();
         if n >= 0 {
             return Ok(n as usize);
         }
