@@ -40,7 +40,8 @@ type AgentServiceClient interface {
 	RecentOutput(ctx context.Context, in *RecentOutputRequest, opts ...grpc.CallOption) (*RecentOutputResponse, error)
 	// Bidirectional PTY bytes with resize. A new attacher first receives the
 	// recent output, atomically with joining the live stream. Ends when the
-	// current run exits.
+	// current run exits, or with follow_restarts when the agent stops running
+	// for good.
 	Attach(ctx context.Context, opts ...grpc.CallOption) (AgentService_AttachClient, error)
 	// Stream agent events: spawned, idle, busy, exited, restarting, failed,
 	// stopped, removed.
@@ -226,7 +227,8 @@ type AgentServiceServer interface {
 	RecentOutput(context.Context, *RecentOutputRequest) (*RecentOutputResponse, error)
 	// Bidirectional PTY bytes with resize. A new attacher first receives the
 	// recent output, atomically with joining the live stream. Ends when the
-	// current run exits.
+	// current run exits, or with follow_restarts when the agent stops running
+	// for good.
 	Attach(AgentService_AttachServer) error
 	// Stream agent events: spawned, idle, busy, exited, restarting, failed,
 	// stopped, removed.

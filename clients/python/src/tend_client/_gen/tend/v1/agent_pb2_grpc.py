@@ -171,7 +171,8 @@ class AgentServiceServicer:
     def Attach(self, request_iterator, context):
         """Bidirectional PTY bytes with resize. A new attacher first receives the
         recent output, atomically with joining the live stream. Ends when the
-        current run exits.
+        current run exits, or with follow_restarts when the agent stops running
+        for good.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
