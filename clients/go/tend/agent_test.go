@@ -7,6 +7,7 @@ package tend_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -219,6 +220,8 @@ type agentSession struct {
 	recv   chan attachMsg
 	screen bytes.Buffer
 	exited *tendv1.ExitStatus
+	// The latest run announced by a `started` event (follow_restarts only).
+	started *tendv1.ProcessInfo
 }
 
 type attachMsg struct {
@@ -264,6 +267,14 @@ func (s *agentSession) next(t *testing.T) (*tendv1.AgentServiceAttachResponse, e
 	select {
 	case m := <-s.recv:
 		if m.err == nil {
+			if next := m.r.GetEvent().GetStarted(); next != nil {
+				// The next run of a followed agent: only after the last one's exit.
+				if s.exited == nil {
+					t.Fatalf("started before the previous run exited: %v", m.r)
+				}
+				s.started, s.exited = next, nil
+				return m.r, nil
+			}
 			if s.exited != nil {
 				t.Fatalf("event after exited: %v", m.r)
 			}
@@ -379,6 +390,37 @@ func TestAgentAttachEndsOnStop(t *testing.T) {
 	if x := s.readToExit(t); x.GetSignalName() != "SIGTERM" {
 		t.Errorf("exit = %v, want SIGTERM", x)
 	}
+}
+
+func TestAgentAttachFollowsRestarts(t *testing.T) {
+	d := startAgentDaemon(t)
+	ctx := testCtx(t)
+	c := d.agents(t)
+	first := spawnAgent(ctx, t, c, &tendv1.AgentSpec{
+		Name: "phoenix",
+		Argv: []string{"sh", "-c", "echo run-$$; exec sleep 1000"},
+		Kind: tendv1.AgentKind_AGENT_KIND_CREW,
+	})
+	s := attachAgent(ctx, t, c, &tendv1.AgentAttachOpen{Name: "phoenix", ReadOnly: true, FollowRestarts: true})
+	s.readUntil(t, fmt.Sprintf("run-%d", first.Pid))
+	if _, err := c.Respawn(ctx, &tendv1.RespawnRequest{Name: "phoenix"}); err != nil {
+		t.Fatal(err)
+	}
+	// The first run's exit, then the next run on the same stream.
+	for s.started == nil {
+		if _, err := s.next(t); err != nil {
+			t.Fatalf("waiting for the next run: %v; screen: %q", err, s.screen.String())
+		}
+	}
+	if s.started.Pid == first.Pid || s.started.Pid == 0 {
+		t.Fatalf("next run pid %d, first %d", s.started.Pid, first.Pid)
+	}
+	s.readUntil(t, fmt.Sprintf("run-%d", s.started.Pid))
+	// Removed: the run's exit ends the stream.
+	if _, err := c.Remove(ctx, &tendv1.AgentServiceRemoveRequest{Name: "phoenix"}); err != nil {
+		t.Fatal(err)
+	}
+	s.readToExit(t)
 }
 
 func TestAgentStopRespawnRemove(t *testing.T) {
