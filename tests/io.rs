@@ -60,6 +60,45 @@ async fn queued_input_reaches_a_slow_reader_whole_and_in_order_before_the_close(
 }
 
 #[tokio::test]
+async fn input_nobody_reads_is_let_go_when_the_process_exits() {
+    let d = Daemon::start().await;
+    let mut c = d.c().await;
+    // A background sleep keeps stdin open and never reads it; the leader exits after one line.
+    // (sh gives a background job /dev/null for stdin unless it is redirected from another fd.)
+    let mut s = sh("exec 3<&0; sleep 1000 <&3 3<&- & exec 3<&-; echo $!; read _");
+    s.stdin = true;
+    let id = start(&mut c, s).await;
+    // The newline lets the leader's `read` return; the rest fills the pipe and the queue.
+    for data in [b"\n".to_vec(), vec![b'x'; 1 << 20], vec![b'x'; 1 << 20]] {
+        c.send_input(pb::SendInputRequest {
+            id: id.clone(),
+            data,
+        })
+        .await
+        .unwrap();
+    }
+    c.close_input(pb::CloseInputRequest { id: id.clone() })
+        .await
+        .unwrap();
+    let got = connect(&mut c, &id, 0).await;
+    let sleeper: u32 = String::from_utf8_lossy(&got.stdout).trim().parse().unwrap();
+    let pipe = std::fs::read_link(format!("/proc/{sleeper}/fd/0")).unwrap();
+    let daemon_holds_it = || {
+        std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == pipe))
+    };
+    // The queue will never drain: once the process has exited the daemon closes its end.
+    eventually(10, "the daemon let go of the stdin pipe", || {
+        !daemon_holds_it()
+    })
+    .await;
+    // SAFETY: kill(2) of the sleep this test started.
+    unsafe { libc::kill(sleeper as i32, libc::SIGKILL) };
+}
+
+#[tokio::test]
 async fn input_to_a_process_without_stdin_is_refused_clearly() {
     let d = Daemon::start().await;
     let mut c = d.c().await;

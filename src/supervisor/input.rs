@@ -23,8 +23,8 @@ pub enum CloseBy {
     Eot,
 }
 
-/// The sending side, held by the process. Dropping it closes the descriptor once the queue is
-/// written; `abandon` closes it without waiting.
+/// The sending side, held by the process. `close` (on a pipe) and dropping it close the
+/// descriptor once the queue is written; `abandon` closes it without waiting.
 pub struct Input {
     shared: Arc<Shared>,
     close_by: CloseBy,
@@ -32,14 +32,15 @@ pub struct Input {
 }
 
 struct Shared {
-    fd: AsyncFd<OwnedFd>,
     state: Mutex<State>,
     /// Work for the writer task: queued bytes, a close, or abandonment.
     wake: Notify,
 }
 
-#[derive(Default)]
 struct State {
+    /// The descriptor, until input ends: taken away then, so that it closes (the child reads end
+    /// of file) even while the `Input` itself lives on.
+    fd: Option<Arc<AsyncFd<OwnedFd>>>,
     queue: VecDeque<Vec<u8>>,
     /// Bytes of the queue's front already written.
     front_written: usize,
@@ -62,9 +63,12 @@ enum Wrote {
 
 impl State {
     /// Write the queue until it is empty, the descriptor would block, or the child is gone.
-    fn write_queue(&mut self, fd: &OwnedFd) -> Wrote {
+    fn write_queue(&mut self) -> Wrote {
+        let Some(fd) = self.fd.clone() else {
+            return Wrote::Broken;
+        };
         while let Some(front) = self.queue.front() {
-            match write(fd, &front[self.front_written..]) {
+            match write(fd.get_ref(), &front[self.front_written..]) {
                 Ok(n) => {
                     self.front_written += n;
                     self.pending -= n;
@@ -85,6 +89,7 @@ impl State {
 
     fn break_off(&mut self) {
         self.broken = true;
+        self.fd = None;
         self.queue.clear();
         self.pending = 0;
         self.front_written = 0;
@@ -97,8 +102,15 @@ impl Input {
     pub fn start(fd: OwnedFd, close_by: CloseBy, max_pending: usize) -> io::Result<Input> {
         set_nonblocking(&fd)?;
         let shared = Arc::new(Shared {
-            fd: register(fd, Interest::WRITABLE)?,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                fd: Some(Arc::new(register(fd, Interest::WRITABLE)?)),
+                queue: VecDeque::new(),
+                front_written: 0,
+                pending: 0,
+                closing: false,
+                abandoned: false,
+                broken: false,
+            }),
             wake: Notify::new(),
         });
         tokio::spawn(write_queued(shared.clone()));
@@ -139,7 +151,7 @@ impl Input {
         st.queue.push_back(data);
         if st.queue.len() == 1 {
             // Nothing queued before: the child may take it all now, in this thread.
-            match st.write_queue(self.shared.fd.get_ref()) {
+            match st.write_queue() {
                 Wrote::All => return Ok(len),
                 Wrote::Broken => {
                     return Err(Error::FailedPrecondition(format!(
@@ -165,13 +177,19 @@ impl Input {
                 st.pending += 1;
                 st.queue.push_back(vec![0x04]);
                 if st.queue.len() == 1 {
-                    st.write_queue(self.shared.fd.get_ref());
+                    st.write_queue();
                 }
             }
             CloseBy::Drop => st.closing = true,
         }
         drop(st);
         self.shared.wake.notify_one();
+    }
+
+    /// Whether input is still accepted.
+    pub fn is_open(&self) -> bool {
+        let st = self.state();
+        !(st.closing || st.abandoned || st.broken)
     }
 
     /// Stop writing and close the descriptor now: the process is gone, and whoever still holds
@@ -189,38 +207,43 @@ impl Drop for Input {
     }
 }
 
-/// The writer task: writes the queue as the child reads, until input is closed or broken. The
-/// descriptor closes when the task and the `Input` have both let go of it.
+/// The writer task: writes the queue as the child reads, until input is closed, abandoned or
+/// broken; then it takes the descriptor away, which closes it.
 async fn write_queued(shared: Arc<Shared>) {
     let lock = || shared.state.lock().unwrap_or_else(|e| e.into_inner());
     loop {
-        let idle = {
-            let st = lock();
+        let fd = {
+            let mut st = lock();
             if st.abandoned || st.broken || (st.closing && st.queue.is_empty()) {
+                st.fd = None;
                 return;
             }
-            st.queue.is_empty()
+            if st.queue.is_empty() {
+                None
+            } else {
+                st.fd.clone()
+            }
         };
-        if idle {
+        let Some(fd) = fd else {
             shared.wake.notified().await;
             continue;
-        }
+        };
         let mut ready = tokio::select! {
-            ready = shared.fd.writable() => match ready {
+            ready = fd.writable() => match ready {
                 Ok(r) => r,
                 Err(_) => {
                     lock().break_off();
                     return;
                 }
             },
-            // Abandoned while the child does not read.
+            // Abandoned (or more queued) while the child does not read.
             _ = shared.wake.notified() => continue,
         };
         let mut st = lock();
         if st.abandoned {
-            return;
+            continue;
         }
-        match st.write_queue(shared.fd.get_ref()) {
+        match st.write_queue() {
             Wrote::Blocked => ready.clear_ready(),
             Wrote::All => {}
             Wrote::Broken => return,

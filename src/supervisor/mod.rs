@@ -193,11 +193,10 @@ impl Supervisor {
                 stderr,
             } => {
                 let input = match stdin {
-                    Some(fd) => Some((
+                    Some(fd) => Some(
                         Input::start(fd, CloseBy::Drop, max_pending)
                             .map_err(|e| failed("set up stdin", e))?,
-                        CloseBy::Drop,
-                    )),
+                    ),
                     None => None,
                 };
                 (
@@ -227,7 +226,7 @@ impl Supervisor {
                     .map_err(|e| failed("open the PTY master", e))?;
                 (
                     vec![StreamKind::Pty],
-                    Some((input, CloseBy::Eot)),
+                    Some(input),
                     Some(master),
                     Readers::Pty(reader),
                 )

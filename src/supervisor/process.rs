@@ -4,7 +4,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use portable_pty::MasterPty;
 
-use super::input::{CloseBy, Input};
+use super::input::Input;
 use super::output::Output;
 use super::reaper::Ended;
 use super::spawn::pty_size;
@@ -29,7 +29,7 @@ pub struct Process {
     pub started_at: SystemTime,
     pub(super) started: Instant,
     pub output: Output,
-    input: Mutex<Option<(Input, CloseBy)>>,
+    input: Mutex<Option<Input>>,
     pty: Option<Mutex<(Box<dyn MasterPty + Send>, PtySize)>>,
 }
 
@@ -50,7 +50,7 @@ impl Process {
         spec: Spec,
         pid: u32,
         output: Output,
-        input: Option<(Input, CloseBy)>,
+        input: Option<Input>,
         pty: Option<Box<dyn MasterPty + Send>>,
     ) -> Process {
         let pty = pty.map(|m| Mutex::new((m, spec.pty.expect("a PTY process has a size"))));
@@ -89,14 +89,15 @@ impl Process {
         self.input
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+            .as_ref()
+            .is_some_and(Input::is_open)
     }
 
     /// Queue bytes for the child's stdin or PTY.
     pub fn send_input(&self, data: Vec<u8>) -> Result<usize> {
         let guard = self.input.lock().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
-            Some((input, _)) => input.send(&self.id, data),
+            Some(input) => input.send(&self.id, data),
             None if !self.running() => Err(Error::FailedPrecondition(format!(
                 "{} has exited; it takes no more input",
                 self.id
@@ -116,15 +117,12 @@ impl Process {
 
     /// Close stdin; on a PTY, type end-of-file (^D) and keep the terminal open.
     pub fn close_input(&self) -> Result<()> {
-        let mut guard = self.input.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.input.lock().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
-            Some((input, CloseBy::Eot)) => {
+            // A closed pipe input is kept (closing) rather than dropped, so that the exit can
+            // still abandon what a child that never read left queued.
+            Some(input) => {
                 input.close();
-                Ok(())
-            }
-            Some((input, CloseBy::Drop)) => {
-                input.close();
-                *guard = None;
                 Ok(())
             }
             None if self.running() && !self.spec.stdin => Err(Error::FailedPrecondition(format!(
@@ -137,7 +135,7 @@ impl Process {
 
     /// Drop the input side once the process is gone.
     pub(super) fn drop_input(&self) {
-        if let Some((input, _)) = self.input.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(input) = self.input.lock().unwrap_or_else(|e| e.into_inner()).take() {
             input.abandon();
         }
     }

@@ -15,6 +15,32 @@ pub struct Daemon {
     _tmp: Option<TempDir>,
     pub child: Child,
     pub args: Vec<String>,
+    /// Dropped with the daemon, which stands the watchdog down.
+    _watchdog: std::sync::mpsc::Sender<()>,
+}
+
+/// The longest a test may keep one daemon. A test that hangs on the daemon (a stream that never
+/// ends) then fails, its daemon killed, instead of holding CI until its time limit.
+const WATCHDOG: Duration = Duration::from_secs(240);
+
+/// SIGKILL the daemon `pid` after `WATCHDOG` unless `cancel` is dropped first; the start time
+/// keeps it from killing another process that reuses the PID.
+fn watchdog(pid: u32) -> std::sync::mpsc::Sender<()> {
+    let (cancel, cancelled) = std::sync::mpsc::channel::<()>();
+    let started = tend::supervisor::records::proc_stat(pid).map(|s| s.start_ticks);
+    std::thread::spawn(move || {
+        if cancelled.recv_timeout(WATCHDOG) != Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            return;
+        }
+        if started.is_some()
+            && tend::supervisor::records::proc_stat(pid).map(|s| s.start_ticks) == started
+        {
+            eprintln!("watchdog: the test kept tend (pid {pid}) over {WATCHDOG:?}; killing it");
+            // SAFETY: kill(2) of the daemon this test started, checked by its start time.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    cancel
 }
 
 impl Daemon {
@@ -80,6 +106,7 @@ impl Daemon {
         let d = Daemon {
             dir: dir.to_path_buf(),
             _tmp: None,
+            _watchdog: watchdog(child.id()),
             child,
             args: args.iter().map(|s| s.to_string()).collect(),
         };
