@@ -171,6 +171,7 @@ pub async fn drive(agents: Agents, agent: Arc<Agent>, mut commands: mpsc::Receiv
                 } else {
                     Ok(())
                 };
+                agent.state().removed = true;
                 agents.emit(&agent, EventKind::Removed, |_| {});
                 let _ = reply.send(result);
                 return;

@@ -73,6 +73,8 @@ struct State {
     process: Option<Arc<Process>>,
     restart_count: u32,
     last_exit: Option<ExitInfo>,
+    /// Set by the driver as it ends, before the registry lets go of the agent.
+    removed: bool,
 }
 
 /// One agent.
@@ -295,6 +297,7 @@ impl Agents {
                 process,
                 restart_count: 0,
                 last_exit: None,
+                removed: false,
             }),
             commands: tx,
             nudging: tokio::sync::Mutex::new(()),
@@ -327,15 +330,11 @@ impl Agents {
         // Subscribed before each look at the state, so no change falls between the two.
         let mut events = self.subscribe();
         loop {
-            let still_ours = self
-                .table()
-                .get(&agent.spec.name)
-                .is_some_and(|a| Arc::ptr_eq(a, agent));
-            if !still_ours {
-                return None;
-            }
             {
                 let s = agent.state();
+                if s.removed {
+                    return None;
+                }
                 match (s.status, &s.process) {
                     (Status::Running, Some(p)) if p.id != previous.id => return Some(p.clone()),
                     (Status::Exited | Status::Failed | Status::Stopped, _) => return None,
@@ -345,8 +344,6 @@ impl Agents {
             loop {
                 match events.recv().await {
                     Ok(e) if e.name != agent.spec.name => continue,
-                    // Announced before the registry lets go of it.
-                    Ok(e) if e.kind == EventKind::Removed => return None,
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
                     Err(broadcast::error::RecvError::Closed) => return None,
                 }
@@ -432,10 +429,16 @@ impl Agents {
     /// Stop and forget.
     pub async fn remove(&self, name: &str) -> Result<()> {
         let agent = self.get(name)?;
-        self.command(&agent, |reply| Command::Remove { reply })
-            .await?;
-        self.table().remove(name);
-        Ok(())
+        let result = self
+            .command(&agent, |reply| Command::Remove { reply })
+            .await;
+        // The driver has ended either way (only the store update can have failed): the agent
+        // is gone, and its name free.
+        let mut table = self.table();
+        if table.get(name).is_some_and(|a| Arc::ptr_eq(a, &agent)) {
+            table.remove(name);
+        }
+        result
     }
 
     /// Wait until the agent is idle.
