@@ -9,7 +9,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::agent_convert as conv;
 use super::limit::Streams;
-use super::stream::{forward_input, opening, pump_run, Input, Pumped, CHANNEL_DEPTH};
+use super::stream::{
+    forward_input, opening, pump_run, Input, Pumped, CHANNEL_DEPTH, REPLAY_DEFAULT,
+};
 use crate::agent::spec::check_name;
 use crate::agent::{Agents, IdleOutcome, NudgeOutcome};
 use crate::error::Error;
@@ -19,8 +21,7 @@ use crate::supervisor::Cursor;
 
 /// Largest nudge message.
 const MAX_NUDGE: usize = 64 << 10;
-/// Default and largest RecentOutput and attach replay.
-const RECENT_DEFAULT: u32 = 64 << 10;
+/// Largest RecentOutput and attach replay (the default is `REPLAY_DEFAULT`).
 const RECENT_MAX: u32 = 8 << 20;
 
 /// The service over the agent registry.
@@ -185,7 +186,7 @@ impl AgentService for AgentApi {
             );
         }
         let want = if r.bytes == 0 {
-            RECENT_DEFAULT
+            REPLAY_DEFAULT
         } else {
             r.bytes
         } as u64;
@@ -235,7 +236,7 @@ impl AgentService for AgentApi {
         })?;
         let permit = self.streams.admit()?;
         let back = if open.replay_bytes == 0 {
-            RECENT_DEFAULT
+            REPLAY_DEFAULT
         } else {
             open.replay_bytes
         };
@@ -255,11 +256,7 @@ impl AgentService for AgentApi {
                     _ = tx.closed() => return,
                 };
                 let Some(next) = next else { return };
-                let started = pb::ProcessEvent {
-                    kind: Some(pb::process_event::Kind::Started(super::convert::info(
-                        &next,
-                    ))),
-                };
+                let started = super::convert::started_event(&next);
                 if tx.send(Ok(wrap(started))).await.is_err() {
                     return;
                 }

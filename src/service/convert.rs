@@ -296,6 +296,13 @@ pub fn info(p: &Process) -> pb::ProcessInfo {
     }
 }
 
+/// The event that opens a process's output: the process as it started.
+pub fn started_event(p: &Process) -> pb::ProcessEvent {
+    pb::ProcessEvent {
+        kind: Some(pb::process_event::Kind::Started(info(p))),
+    }
+}
+
 /// An output chunk as an event.
 pub fn chunk_event(c: Chunk) -> pb::ProcessEvent {
     use pb::process_event::Kind;

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
 use super::limit::Streams;
-use super::stream::{forward_input, opening, pump, Input, CHANNEL_DEPTH};
+use super::stream::{forward_input, opening, pump, Input, CHANNEL_DEPTH, REPLAY_DEFAULT};
 use crate::error::Error;
 use crate::pb;
 use crate::pb::process_service_server::ProcessService;
@@ -34,12 +34,6 @@ impl ProcessApi {
 }
 
 type EventStream<R> = Pin<Box<dyn Stream<Item = Result<R, Status>> + Send>>;
-
-fn started<R>(p: &Process, wrap: fn(pb::ProcessEvent) -> R) -> R {
-    wrap(pb::ProcessEvent {
-        kind: Some(pb::process_event::Kind::Started(convert::info(p))),
-    })
-}
 
 #[tonic::async_trait]
 impl ProcessService for ProcessApi {
@@ -80,7 +74,7 @@ impl ProcessService for ProcessApi {
         let p = self.sup.start(spec)?;
         let wrap = |e| pb::RunResponse { event: Some(e) };
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let _ = tx.try_send(Ok(started(&p, wrap)));
+        let _ = tx.try_send(Ok(wrap(convert::started_event(&p))));
         let cursor = Cursor::new(&p.output.kinds(), 0);
         tokio::spawn(pump(permit, p, cursor, true, tx, wrap));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -127,7 +121,7 @@ impl ProcessService for ProcessApi {
             Some(off) => Cursor::new(&kinds, off),
             None => {
                 let back = if open.replay_bytes == 0 {
-                    64 << 10
+                    REPLAY_DEFAULT
                 } else {
                     open.replay_bytes
                 };

@@ -11,6 +11,8 @@ use crate::supervisor::{Cursor, Process, Read};
 
 /// The most data bytes read into one batch of events.
 const BATCH_BYTES: usize = 1 << 20;
+/// Recent output an attacher gets first unless it asks for another amount.
+pub const REPLAY_DEFAULT: u32 = 64 << 10;
 /// Events buffered per client; a slower client makes its own task wait, never the process.
 pub const CHANNEL_DEPTH: usize = 16;
 
