@@ -51,25 +51,13 @@ impl Daemon {
 
     /// A daemon with extra `tend serve` options.
     pub async fn with_args(args: &[&str]) -> Daemon {
-        let tmp = tempfile::Builder::new()
-            .prefix("tend-test")
-            .tempdir()
-            .unwrap();
-        let dir = tmp.path().join("state");
-        let mut d = Daemon::spawn_in(&dir, args).await;
-        d._tmp = Some(tmp);
-        d
+        Daemon::in_tempdir(args, |_| {}).await
     }
 
     /// A daemon started the way a shell starts a background job under `nohup`: with `signals`
     /// ignored, which its children would inherit.
     pub async fn ignoring(signals: &'static [i32]) -> Daemon {
-        let tmp = tempfile::Builder::new()
-            .prefix("tend-test")
-            .tempdir()
-            .unwrap();
-        let dir = tmp.path().join("state");
-        let mut d = Daemon::spawn_with(&dir, &[], |cmd| {
+        Daemon::in_tempdir(&[], |cmd| {
             use std::os::unix::process::CommandExt;
             // SAFETY: signal(2) between fork and exec touches no memory of the parent.
             unsafe {
@@ -81,7 +69,17 @@ impl Daemon {
                 });
             }
         })
-        .await;
+        .await
+    }
+
+    /// A daemon on a state dir of its own, removed with it.
+    async fn in_tempdir(args: &[&str], customize: impl FnOnce(&mut Command)) -> Daemon {
+        let tmp = tempfile::Builder::new()
+            .prefix("tend-test")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().join("state");
+        let mut d = Daemon::spawn_with(&dir, args, customize).await;
         d._tmp = Some(tmp);
         d
     }
