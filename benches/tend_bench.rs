@@ -152,6 +152,7 @@ async fn true_via_run(c: &mut ProcessClient) -> Duration {
         .run(pb::RunRequest {
             spec: Some(spec(&["/bin/true"])),
             request_id: String::new(),
+            ..Default::default()
         })
         .await
         .expect("run")
@@ -247,6 +248,7 @@ async fn stream_via_connect(c: &mut ProcessClient, bytes: u64) -> Streamed {
             from_offset: 0,
             stream: pb::Stream::Stdout as i32,
             no_follow: false,
+            ..Default::default()
         })
         .await
         .expect("connect")

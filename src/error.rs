@@ -29,10 +29,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The program cannot be run: not found (a shell exits 127) or found but not executable
+    /// (126). The status carries that code in `tend-exit-code` so a client can exit as a shell
+    /// would.
+    #[error("{message}")]
+    Exec { message: String, not_found: bool },
     /// A bug or an unexpected state.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// Metadata key of a status whose call failed before the program ran: what a shell would exit
+/// with (127 not found, 126 not executable).
+pub const EXIT_CODE_KEY: &str = "tend-exit-code";
 
 /// The core's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -68,14 +77,32 @@ impl Error {
                 std::io::ErrorKind::PermissionDenied => Code::PermissionDenied,
                 _ => Code::Internal,
             },
+            Error::Exec {
+                not_found: true, ..
+            } => Code::NotFound,
+            Error::Exec { .. } => Code::PermissionDenied,
             Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// What a shell would exit with for this error, when it is one a shell knows.
+    pub fn shell_exit_code(&self) -> Option<i32> {
+        match self {
+            Error::Exec { not_found, .. } => Some(if *not_found { 127 } else { 126 }),
+            _ => None,
         }
     }
 }
 
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
-        Status::new(err.code(), err.to_string())
+        let mut status = Status::new(err.code(), err.to_string());
+        if let Some(code) = err.shell_exit_code() {
+            status
+                .metadata_mut()
+                .insert(EXIT_CODE_KEY, code.to_string().parse().expect("digits"));
+        }
+        status
     }
 }
 
@@ -125,13 +152,35 @@ mod tests {
             ),
             (io(std::io::ErrorKind::Other), Code::Internal, "open /x"),
             (
+                Error::Exec {
+                    message: "spec.argv[0]: \"nope\" not found".into(),
+                    not_found: true,
+                },
+                Code::NotFound,
+                "spec.argv[0]: \"nope\" not found",
+            ),
+            (
+                Error::Exec {
+                    message: "spec.argv[0]: /etc/passwd is not executable".into(),
+                    not_found: false,
+                },
+                Code::PermissionDenied,
+                "spec.argv[0]: /etc/passwd",
+            ),
+            (
                 Error::Internal("bug".into()),
                 Code::Internal,
                 "internal error: bug",
             ),
         ];
         for (err, code, msg) in cases {
+            let shell = err.shell_exit_code();
             let status = Status::from(err);
+            let carried = status
+                .metadata()
+                .get(EXIT_CODE_KEY)
+                .and_then(|v| v.to_str().ok()?.parse().ok());
+            assert_eq!(carried, shell, "{}", status.message());
             assert_eq!(status.code(), code, "{}", status.message());
             assert!(status.message().starts_with(msg), "{}", status.message());
         }

@@ -30,7 +30,17 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             match e.downcast_ref::<tonic::Status>() {
-                Some(s) => eprintln!("tend: {:?}: {}", s.code(), s.message()),
+                Some(s) => {
+                    eprintln!("tend: {:?}: {}", s.code(), s.message());
+                    // The program could not be run: exit as a shell would (127, 126).
+                    if let Some(code) = s
+                        .metadata()
+                        .get(tend::error::EXIT_CODE_KEY)
+                        .and_then(|v| v.to_str().ok()?.parse().ok())
+                    {
+                        std::process::exit(code);
+                    }
+                }
                 None => eprintln!("tend: {e:#}"),
             }
             std::process::exit(1);

@@ -4,7 +4,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use super::connect::AgentClient;
-use super::run::show;
+use super::run::{Printer, Shown, EXIT_BROKEN_PIPE};
 use super::tty;
 use crate::pb::{self, agent_service_attach_request::Kind as In, process_event::Kind::Started};
 
@@ -175,6 +175,7 @@ pub async fn attach(mut c: AgentClient, name: String, follow: bool) -> anyhow::R
         kind: Some(In::Resize(size)),
     });
     let mut code = 0;
+    let mut printer = Printer::default();
     loop {
         tokio::select! {
             ev = events.next() => match ev {
@@ -183,12 +184,17 @@ pub async fn attach(mut c: AgentClient, name: String, follow: bool) -> anyhow::R
                     Some(pb::ProcessEvent { kind: Some(Started(info)) }) => {
                         eprint!("\r\n[tend: {name} restarted, pid {}]\r\n", info.pid);
                     }
-                    event => {
-                        if let Some(c) = show(event)? {
+                    event => match printer.show(event)? {
+                        Shown::More => {}
+                        Shown::Exited(c) => {
                             code = c;
                             eprint!("\r\n[tend: {name} exited with {c}]\r\n");
                         }
-                    }
+                        Shown::BrokenPipe => {
+                            code = EXIT_BROKEN_PIPE;
+                            break;
+                        }
+                    },
                 },
                 None => break,
             },

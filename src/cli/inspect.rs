@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio_stream::StreamExt;
 
 use super::connect::ProcessClient;
-use super::run::{exit_code, show};
+use super::run::{exit_code, Printer, Shown, EXIT_BROKEN_PIPE};
 use crate::pb;
 
 /// `tend ps`.
@@ -38,12 +38,14 @@ pub async fn ps(mut c: ProcessClient) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `tend logs`.
+/// `tend logs`: exits 0, or `EXIT_OUTPUT_LOST` when part of the output was no longer retained
+/// (unless `allow_gaps`). Follows losslessly: the process waits for this reader.
 pub async fn logs(
     mut c: ProcessClient,
     id: String,
     follow: bool,
     from: u64,
+    allow_gaps: bool,
 ) -> anyhow::Result<i32> {
     let mut events = c
         .connect(pb::ConnectRequest {
@@ -51,13 +53,18 @@ pub async fn logs(
             from_offset: from,
             stream: 0,
             no_follow: !follow,
+            lossless: true,
         })
         .await?
         .into_inner();
+    let mut printer = Printer::default();
     while let Some(ev) = events.next().await {
-        show(ev?.event)?;
+        match printer.show(ev?.event)? {
+            Shown::More | Shown::Exited(_) => {}
+            Shown::BrokenPipe => return Ok(EXIT_BROKEN_PIPE),
+        }
     }
-    Ok(0)
+    Ok(printer.exit_code(0, allow_gaps))
 }
 
 /// `tend kill`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Limits};
 
 /// tend runs and tends processes and PTY sessions for other programs, over gRPC.
 #[derive(Parser, Debug)]
@@ -27,59 +27,105 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands.
+/// The subcommands. Wherever a command takes an `<ID>`, a process's name works too.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the daemon.
+    /// Run the daemon (a unix socket in the state dir, mode 0600; the native runner).
     Serve(ServeArgs),
-    /// Run a command through the daemon, streaming its output; exits with its code.
+    /// Run a command through the daemon as if it ran here, and exit with its code.
+    ///
+    /// Every byte of output is delivered: the stream is lossless, so while this terminal or pipe
+    /// reads slowly, the command blocks on its writes (as under ssh). Ctrl-C, SIGTERM, SIGHUP and
+    /// SIGQUIT received by `tend run` are forwarded to the command's process group; a second
+    /// Ctrl-C within 2 seconds sends SIGKILL. When stdout is a closed pipe (`tend run -- yes |
+    /// head -1`) the command gets SIGPIPE and `tend run` exits 141 quietly. If `tend run` itself
+    /// dies or its connection drops, the daemon stops the command (SIGTERM, then SIGKILL after
+    /// its grace period). `--detach` starts it and prints its id instead.
+    ///
+    /// Exit codes: the command's code; 128+N when a signal N killed it; 127 when the program
+    /// is not found, 126 when it is not executable; 141 on a closed stdout; 254 when output was
+    /// lost on the way (never in a normal run; see --allow-gaps); 1 when tend itself failed.
+    #[command(verbatim_doc_comment)]
     Run {
-        /// Run in a pseudo-terminal, with this terminal in raw mode.
-        #[arg(long)]
+        /// Run in a pseudo-terminal, with this terminal in raw mode (Ctrl-C is then typed into
+        /// the command's terminal, not forwarded as a signal).
+        #[arg(short = 't', long)]
         pty: bool,
-        /// Forward this terminal's stdin to the command.
+        /// Forward this terminal's stdin to the command (closed when stdin ends).
         #[arg(short, long)]
         interactive: bool,
-        /// Environment variable for the command (repeatable).
-        #[arg(long = "env", short = 'e', value_parser = key_value)]
+        /// Start the command, print its id and exit; it runs on in the daemon (see `tend logs`,
+        /// `tend wait`, `tend kill`).
+        #[arg(short, long, conflicts_with_all = ["pty", "interactive"])]
+        detach: bool,
+        /// Environment variable KEY=VALUE for the command (repeatable).
+        #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = key_value)]
         env: Vec<(String, String)>,
-        /// Working directory.
-        #[arg(long)]
+        /// Working directory of the command (default: the daemon's).
+        #[arg(long, value_name = "DIR")]
         cwd: Option<String>,
-        /// A unique name for the process.
+        /// A unique name for the process, usable wherever an id is.
         #[arg(long)]
         name: Option<String>,
-        /// The command and its arguments.
-        #[arg(last = true, required = true)]
+        /// Exit with the command's code even if output was lost (a gap) on the way.
+        #[arg(long)]
+        allow_gaps: bool,
+        /// The command and its arguments. Everything from the first of them on belongs to the
+        /// command, options included (`tend run ls -l`); `--` before it also works.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
         argv: Vec<String>,
     },
-    /// List processes.
+    /// List processes, running and exited.
     Ps,
-    /// Print a process's output; -f follows it until exit.
+    /// Print a process's retained output; -f follows it until it exits.
+    ///
+    /// Reads losslessly: while following, the process waits for this reader rather than
+    /// overwrite what it has not printed. Output no longer retained (evicted from the ring, or
+    /// before --from) is reported on stderr, and tend exits 254 unless --allow-gaps.
     Logs {
+        /// Process id or name.
         id: String,
+        /// Follow live output until the process exits.
         #[arg(short, long)]
         follow: bool,
         /// Start at this byte offset of each stream.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_name = "OFFSET")]
         from: u64,
+        /// Exit 0 even when part of the output was no longer retained.
+        #[arg(long)]
+        allow_gaps: bool,
     },
-    /// Signal a process group (SIGTERM by default).
+    /// Signal a process's group (SIGTERM by default).
     Kill {
+        /// Process id or name.
         id: String,
+        /// The signal: a name (TERM, SIGKILL, int) or a number.
         #[arg(short, long, default_value = "TERM")]
         signal: String,
         /// Only the leader, not its group.
         #[arg(long)]
         leader: bool,
     },
-    /// Wait for a process to exit; exits with its code.
-    Wait { id: String },
-    /// Print the bounded head+tail view of a process's output.
-    Output { id: String },
+    /// Wait for a process to exit; exits with its code (128+N when signal N killed it).
+    Wait {
+        /// Process id or name.
+        id: String,
+    },
+    /// Print the bounded head+tail view of a process's output (16 KiB each, long lines cut).
+    Output {
+        /// Process id or name.
+        id: String,
+    },
     /// Forget an exited process (--force kills a running one first).
     Rm {
+        /// Process id or name.
         id: String,
+        /// Kill the process's group first if it is still running.
         #[arg(long)]
         force: bool,
     },
@@ -89,20 +135,24 @@ pub enum Command {
     /// Attach this terminal to an agent; Ctrl-] detaches. Stays attached across the agent's
     /// restarts until it stops for good.
     Attach {
+        /// The agent's name.
         name: String,
         /// Detach when the current run exits instead of following the agent's next run.
         #[arg(long)]
         no_follow: bool,
     },
-    /// Type a message (and Enter) into an agent; exits 0 when delivered.
+    /// Type a message (and Enter) into an agent; prints the outcome and exits 0 when it was
+    /// delivered, 1 otherwise (not running, timed out waiting for idle).
     Nudge {
+        /// The agent's name.
         name: String,
+        /// The text to type; Enter is added.
         message: String,
         /// Wait until the agent is idle before typing.
         #[arg(long)]
         wait_idle: bool,
         /// Seconds to wait for idle.
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 30, value_name = "SECS")]
         timeout: u64,
     },
 }
@@ -110,71 +160,100 @@ pub enum Command {
 /// `tend agent …`.
 #[derive(Subcommand, Debug)]
 pub enum AgentCommand {
-    /// Start a named agent.
+    /// Start a named agent in its own PTY (the size of this terminal, if it is one).
     Spawn {
+        /// A unique name for the agent.
         name: String,
         /// Restart it when it exits (with backoff) and bring it back when the daemon restarts.
         #[arg(long)]
         crew: bool,
-        #[arg(long = "env", short = 'e', value_parser = key_value)]
+        /// Environment variable KEY=VALUE for the agent (repeatable).
+        #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = key_value)]
         env: Vec<(String, String)>,
-        #[arg(long)]
+        /// Working directory of the agent.
+        #[arg(long, value_name = "DIR")]
         cwd: Option<String>,
         /// A prompt file, passed to the program as TEND_PROMPT_FILE.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         prompt_file: Option<String>,
-        #[arg(last = true, required = true)]
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
         argv: Vec<String>,
     },
     /// List agents.
     Ls,
     /// Stop an agent (SIGTERM, SIGKILL after --timeout-ms); a crew agent stays stopped.
     Stop {
+        /// The agent's name.
         name: String,
-        #[arg(long, default_value_t = 5000)]
+        /// Milliseconds from SIGTERM to SIGKILL.
+        #[arg(long, default_value_t = 5000, value_name = "MS")]
         timeout_ms: u64,
     },
     /// Restart an agent by hand.
-    Respawn { name: String },
+    Respawn {
+        /// The agent's name.
+        name: String,
+    },
     /// Stop and forget an agent.
-    Rm { name: String },
+    Rm {
+        /// The agent's name.
+        name: String,
+    },
 }
 
 /// Options of `tend serve`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// State directory (socket, token, pgid records).
-    #[arg(long, env = "TEND_STATE_DIR")]
+    /// State directory (socket, token, pgid records). Default: $XDG_RUNTIME_DIR/tend, else
+    /// ~/.tend.
+    #[arg(long, env = "TEND_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Also listen on TCP, e.g. tcp://127.0.0.1:7070 (requires the bearer token).
-    #[arg(long)]
+    /// Also listen on TCP, e.g. tcp://127.0.0.1:7070 (requires the bearer token in
+    /// <state-dir>/token); repeatable.
+    #[arg(long, value_name = "tcp://HOST:PORT")]
     pub listen: Vec<String>,
-    /// Milliseconds from SIGTERM to SIGKILL when stopping processes.
-    #[arg(long, default_value_t = 5000)]
+    /// Milliseconds from SIGTERM to SIGKILL when stopping processes (shutdown, a vanished
+    /// client's Run).
+    #[arg(long, default_value_t = 5000, value_name = "MS")]
     pub grace_ms: u64,
-    /// Processes running at once.
-    #[arg(long)]
-    pub max_running: Option<usize>,
-    /// Exited processes kept.
-    #[arg(long)]
-    pub max_exited: Option<usize>,
+    /// Processes running at once; Start beyond it fails with ResourceExhausted.
+    #[arg(long, default_value_t = Limits::default().max_running, value_name = "N")]
+    pub max_running: usize,
+    /// Exited processes kept; the oldest are evicted beyond it.
+    #[arg(long, default_value_t = Limits::default().max_exited, value_name = "N")]
+    pub max_exited: usize,
+    /// Output bytes of exited processes kept in all; the oldest are evicted beyond it.
+    #[arg(long, default_value_t = Limits::default().max_exited_bytes, value_name = "BYTES")]
+    pub max_exited_bytes: u64,
     /// Bytes of output kept from the start of each stream.
-    #[arg(long)]
-    pub head_bytes: Option<usize>,
-    /// Bytes of output kept from the end of each stream.
-    #[arg(long)]
-    pub tail_bytes: Option<usize>,
-    /// Milliseconds to keep reading output held open by a background child after exit.
-    #[arg(long)]
-    pub drain_ms: Option<u64>,
+    #[arg(long, default_value_t = Limits::default().head_bytes, value_name = "BYTES")]
+    pub head_bytes: usize,
+    /// Bytes of output kept from the end of each stream (the ring): how far a lossless reader
+    /// may fall behind before the process waits for it.
+    #[arg(long, default_value_t = Limits::default().tail_bytes, value_name = "BYTES")]
+    pub tail_bytes: usize,
+    /// Milliseconds to keep reading output held open by a background child after the leader
+    /// exits (time spent waiting for a lossless reader does not count).
+    #[arg(long, default_value_t = Limits::default().drain_timeout.as_millis() as u64, value_name = "MS")]
+    pub drain_ms: u64,
+    /// Bytes of argv, env, cwd and tags together in one request.
+    #[arg(long, default_value_t = Limits::default().max_spec_bytes, value_name = "BYTES")]
+    pub max_spec_bytes: usize,
+    /// Bytes in one SendInput call or Attach input message.
+    #[arg(long, default_value_t = Limits::default().max_input_bytes, value_name = "BYTES")]
+    pub max_input_bytes: usize,
+    /// Input bytes queued for a process that has not read them yet.
+    #[arg(long, default_value_t = Limits::default().max_pending_input, value_name = "BYTES")]
+    pub max_pending_input: usize,
     /// Streaming calls (Run, Connect, Attach, Watch) open at once.
-    #[arg(long)]
-    pub max_streams: Option<usize>,
-    /// Agents registered at once.
-    #[arg(long)]
-    pub max_agents: Option<usize>,
+    #[arg(long, default_value_t = Limits::default().max_streams, value_name = "N")]
+    pub max_streams: usize,
+    /// Agents registered at once, running or not.
+    #[arg(long, default_value_t = Limits::default().max_agents, value_name = "N")]
+    pub max_agents: usize,
     /// Milliseconds of PTY silence after which an agent is idle.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub quiescence_ms: u64,
 }
 
@@ -201,28 +280,19 @@ impl ServeArgs {
         c.token = token;
         c.grace = Duration::from_millis(self.grace_ms);
         c.quiescence = Duration::from_millis(self.quiescence_ms);
-        let l = &mut c.limits;
-        if let Some(v) = self.max_running {
-            l.max_running = v;
-        }
-        if let Some(v) = self.max_exited {
-            l.max_exited = v;
-        }
-        if let Some(v) = self.head_bytes {
-            l.head_bytes = v;
-        }
-        if let Some(v) = self.tail_bytes {
-            l.tail_bytes = v;
-        }
-        if let Some(v) = self.max_streams {
-            l.max_streams = v;
-        }
-        if let Some(v) = self.max_agents {
-            l.max_agents = v;
-        }
-        if let Some(v) = self.drain_ms {
-            l.drain_timeout = Duration::from_millis(v);
-        }
+        c.limits = Limits {
+            max_running: self.max_running,
+            max_exited: self.max_exited,
+            max_exited_bytes: self.max_exited_bytes,
+            head_bytes: self.head_bytes,
+            tail_bytes: self.tail_bytes,
+            drain_timeout: Duration::from_millis(self.drain_ms),
+            max_spec_bytes: self.max_spec_bytes,
+            max_input_bytes: self.max_input_bytes,
+            max_pending_input: self.max_pending_input,
+            max_streams: self.max_streams,
+            max_agents: self.max_agents,
+        };
         Ok(c)
     }
 }
@@ -286,9 +356,11 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
         Command::Run {
             pty,
             interactive,
+            detach,
             env,
             cwd,
             name,
+            allow_gaps,
             argv,
         } => {
             run::run(
@@ -300,12 +372,19 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
                     name,
                     pty,
                     interactive,
+                    detach,
+                    allow_gaps,
                 },
             )
             .await
         }
         Command::Ps => inspect::ps(c).await,
-        Command::Logs { id, follow, from } => inspect::logs(c, id, follow, from).await,
+        Command::Logs {
+            id,
+            follow,
+            from,
+            allow_gaps,
+        } => inspect::logs(c, id, follow, from, allow_gaps).await,
         Command::Kill { id, signal, leader } => inspect::kill(c, id, signal, leader).await,
         Command::Wait { id } => inspect::wait(c, id).await,
         Command::Output { id } => inspect::output(c, id).await,

@@ -1,14 +1,26 @@
 //! `tend run`: start a command, stream its output here, forward input (and the terminal with
-//! `--pty`), and exit with its exit code.
+//! `--pty`), and exit as the command did — as if it ran here: every byte (the stream is
+//! lossless), signals forwarded, a closed stdout treated as SIGPIPE, the shell's exit codes.
 use std::io::Write;
+use std::time::{Duration, Instant};
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 
 use super::connect::ProcessClient;
 use super::tty;
 use crate::pb::{self, attach_request, process_event::Kind};
+
+/// `tend run`, `logs`, `attach` exit with this when output was lost on the way (a gap), whatever
+/// the command's own code, unless `--allow-gaps`.
+pub const EXIT_OUTPUT_LOST: i32 = 254;
+/// The command's stdout here was a closed pipe: what a shell gives a pipeline member killed by
+/// SIGPIPE.
+pub const EXIT_BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
+/// A second Ctrl-C within this long sends SIGKILL instead of SIGINT.
+const ESCALATE_WITHIN: Duration = Duration::from_secs(2);
 
 /// What to run and how.
 pub struct RunArgs {
@@ -18,6 +30,8 @@ pub struct RunArgs {
     pub name: Option<String>,
     pub pty: bool,
     pub interactive: bool,
+    pub detach: bool,
+    pub allow_gaps: bool,
 }
 
 /// Run and return the exit code to exit with (128 + signal when killed).
@@ -35,20 +49,32 @@ pub async fn run(mut client: ProcessClient, args: RunArgs) -> anyhow::Result<i32
         stdin: args.interactive,
         ..Default::default()
     };
-    if !args.pty && !args.interactive {
-        let mut events = client
-            .run(pb::RunRequest {
+    if args.detach {
+        let started = client
+            .start(pb::StartRequest {
                 spec: Some(spec),
-                request_id: String::new(),
+                ..Default::default()
             })
             .await?
             .into_inner();
-        while let Some(ev) = events.next().await {
-            if let Some(code) = show(ev?.event)? {
-                return Ok(code);
-            }
-        }
-        anyhow::bail!("the daemon ended the stream before the process exited");
+        println!("{}", started.process.map(|p| p.id).unwrap_or_default());
+        return Ok(0);
+    }
+    // Before the call, so that a Ctrl-C while it starts is not lost.
+    let mut signals = Signals::new(client.clone())?;
+    let mut printer = Printer::default();
+    if !args.pty && !args.interactive {
+        let events = client
+            .run(pb::RunRequest {
+                spec: Some(spec),
+                request_id: String::new(),
+                observer: false,
+                kill_on_disconnect: Some(true),
+            })
+            .await?
+            .into_inner()
+            .map(|e| e.map(|e| e.event));
+        return follow(events, &mut signals, &mut printer, args.allow_gaps).await;
     }
 
     let started = client
@@ -59,11 +85,15 @@ pub async fn run(mut client: ProcessClient, args: RunArgs) -> anyhow::Result<i32
         .await?
         .into_inner();
     let id = started.process.map(|p| p.id).unwrap_or_default();
+    signals.target(id.clone()).await;
     let (tx, rx) = mpsc::channel::<pb::AttachRequest>(64);
     tx.send(pb::AttachRequest {
         kind: Some(attach_request::Kind::Open(pb::AttachOpen {
             id,
             from_offset: Some(0),
+            lossless: true,
+            // This session owns the process: if tend goes, so does the command.
+            kill_on_disconnect: true,
             ..Default::default()
         })),
     })
@@ -79,44 +109,235 @@ pub async fn run(mut client: ProcessClient, args: RunArgs) -> anyhow::Result<i32
             kind: Some(attach_request::Kind::Resize(size)),
         });
     }
-    let mut events = client.attach(ReceiverStream::new(rx)).await?.into_inner();
-    while let Some(ev) = events.next().await {
-        if let Some(code) = show(ev?.event)? {
-            return Ok(code);
-        }
-    }
-    anyhow::bail!("the daemon ended the stream before the process exited")
+    let events = client
+        .attach(ReceiverStream::new(rx))
+        .await?
+        .into_inner()
+        .map(|e| e.map(|e| e.event));
+    follow(events, &mut signals, &mut printer, args.allow_gaps).await
 }
 
-/// Print one event; `Some(code)` once the process exited.
-pub fn show(event: Option<pb::ProcessEvent>) -> anyhow::Result<Option<i32>> {
-    match event.and_then(|e| e.kind) {
-        Some(Kind::Data(d)) => {
-            if d.stream == pb::Stream::Stderr as i32 {
-                let mut err = std::io::stderr().lock();
-                err.write_all(&d.data)?;
-                err.flush()?;
-            } else {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&d.data)?;
-                out.flush()?;
+/// Print events until the exit, forwarding this process's signals to the command's group.
+async fn follow(
+    mut events: impl Stream<Item = Result<Option<pb::ProcessEvent>, tonic::Status>> + Unpin,
+    signals: &mut Signals,
+    printer: &mut Printer,
+    allow_gaps: bool,
+) -> anyhow::Result<i32> {
+    loop {
+        let ev = tokio::select! {
+            ev = events.next() => ev,
+            sig = signals.next() => {
+                signals.forward(sig).await;
+                continue;
+            }
+        };
+        let Some(ev) = ev else {
+            anyhow::bail!("the daemon ended the stream before the process exited");
+        };
+        let ev = ev?;
+        if let Some(Kind::Started(p)) = ev.as_ref().and_then(|e| e.kind.as_ref()) {
+            signals.target(p.id.clone()).await;
+        }
+        match printer.show(ev)? {
+            Shown::More => {}
+            Shown::Exited(code) => return Ok(printer.exit_code(code, allow_gaps)),
+            Shown::BrokenPipe => {
+                // As a shell pipeline member would be: the command gets SIGPIPE (and, as the
+                // stream closes, the daemon's disconnect stop), and we exit quietly with 141.
+                signals.send("PIPE").await;
+                return Ok(EXIT_BROKEN_PIPE);
             }
         }
-        Some(Kind::Gap(g)) => {
-            eprintln!(
-                "[tend: {} bytes at offset {} are no longer retained]",
-                g.length, g.offset
-            );
-        }
-        Some(Kind::Exited(x)) => {
-            if x.output_drain_timed_out {
-                eprintln!("[tend: a background process still held the output; stopped reading]");
-            }
-            return Ok(Some(exit_code(&x)));
-        }
-        Some(Kind::Started(_)) | None => {}
     }
-    Ok(None)
+}
+
+/// The signals `tend run` passes on to the command's process group.
+struct Signals {
+    client: ProcessClient,
+    id: Option<String>,
+    /// Signals that came before the command's id was known.
+    pending: Vec<&'static str>,
+    last_int: Option<Instant>,
+    streams: Vec<(&'static str, Signal)>,
+}
+
+impl Signals {
+    fn new(client: ProcessClient) -> anyhow::Result<Signals> {
+        let kinds = [
+            ("INT", SignalKind::interrupt()),
+            ("TERM", SignalKind::terminate()),
+            ("HUP", SignalKind::hangup()),
+            ("QUIT", SignalKind::quit()),
+        ];
+        let mut streams = Vec::new();
+        for (name, kind) in kinds {
+            streams.push((name, signal(kind)?));
+        }
+        Ok(Signals {
+            client,
+            id: None,
+            pending: Vec::new(),
+            last_int: None,
+            streams,
+        })
+    }
+
+    /// The next signal this process received.
+    async fn next(&mut self) -> &'static str {
+        let polls = self.streams.iter_mut().map(|(name, s)| {
+            Box::pin(async move {
+                s.recv().await;
+                *name
+            })
+        });
+        futures_select_all(polls).await
+    }
+
+    /// The command's id is known: deliver what came before.
+    async fn target(&mut self, id: String) {
+        if self.id.is_some() {
+            return;
+        }
+        self.id = Some(id);
+        for sig in std::mem::take(&mut self.pending) {
+            self.send(sig).await;
+        }
+    }
+
+    /// Pass `sig` on; a second Ctrl-C soon after the first becomes SIGKILL.
+    async fn forward(&mut self, sig: &'static str) {
+        let mut sig = sig;
+        if sig == "INT" {
+            let now = Instant::now();
+            if self
+                .last_int
+                .is_some_and(|t| now.duration_since(t) < ESCALATE_WITHIN)
+            {
+                eprintln!("\r\n[tend: second interrupt; sending SIGKILL]");
+                sig = "KILL";
+            }
+            self.last_int = Some(now);
+        }
+        if self.id.is_none() {
+            self.pending.push(sig);
+            return;
+        }
+        self.send(sig).await;
+    }
+
+    async fn send(&mut self, sig: &'static str) {
+        let Some(id) = self.id.clone() else { return };
+        // The command may have exited meanwhile: nothing to do then.
+        let _ = self
+            .client
+            .signal(pb::SignalRequest {
+                id,
+                signal: sig.to_string(),
+                leader_only: false,
+            })
+            .await;
+    }
+}
+
+/// The first of several futures to finish (a tiny select_all, to need no futures crate).
+async fn futures_select_all<F: std::future::Future + Unpin>(
+    futures: impl IntoIterator<Item = F>,
+) -> F::Output {
+    let mut futures: Vec<F> = futures.into_iter().collect();
+    std::future::poll_fn(move |cx| {
+        for f in futures.iter_mut() {
+            if let std::task::Poll::Ready(v) = std::pin::Pin::new(f).poll(cx) {
+                return std::task::Poll::Ready(v);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// What showing one event led to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Shown {
+    More,
+    /// The process exited with this (shell-convention) code.
+    Exited(i32),
+    /// Our stdout or stderr is a closed pipe.
+    BrokenPipe,
+}
+
+/// Writes output events to this process's stdout and stderr, and counts what was lost.
+#[derive(Default)]
+pub struct Printer {
+    /// Bytes the daemon said this reader will not get.
+    pub lost: u64,
+}
+
+impl Printer {
+    /// Print one event.
+    pub fn show(&mut self, event: Option<pb::ProcessEvent>) -> anyhow::Result<Shown> {
+        match event.and_then(|e| e.kind) {
+            Some(Kind::Data(d)) => {
+                let fd = if d.stream == pb::Stream::Stderr as i32 {
+                    2
+                } else {
+                    1
+                };
+                match write_fd(fd, &d.data) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        return Ok(Shown::BrokenPipe)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Some(Kind::Gap(g)) => {
+                self.lost += g.length;
+                eprintln!(
+                    "[tend: {} bytes at offset {} are no longer retained]",
+                    g.length, g.offset
+                );
+            }
+            Some(Kind::Exited(x)) => {
+                if x.output_drain_timed_out {
+                    eprintln!(
+                        "[tend: a background process still held the output; stopped reading]"
+                    );
+                }
+                return Ok(Shown::Exited(exit_code(&x)));
+            }
+            Some(Kind::Started(_)) | None => {}
+        }
+        Ok(Shown::More)
+    }
+
+    /// `code`, or `EXIT_OUTPUT_LOST` (with a note) when bytes were lost and that is not allowed.
+    pub fn exit_code(&self, code: i32, allow_gaps: bool) -> i32 {
+        if self.lost == 0 || allow_gaps {
+            return code;
+        }
+        eprintln!(
+            "[tend: {} bytes of output were lost; exiting {EXIT_OUTPUT_LOST} (the command's \
+             code was {code}; --allow-gaps exits with it)]",
+            self.lost
+        );
+        EXIT_OUTPUT_LOST
+    }
+}
+
+/// Write all of `data` to descriptor `fd`, unbuffered: output reaches the reader as it comes, and
+/// nothing sits in a buffer when we exit. The write blocks while the reader is slow, which is the
+/// backpressure that keeps the stream lossless, so it runs off the async workers.
+fn write_fd(fd: i32, data: &[u8]) -> std::io::Result<()> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: descriptors 1 and 2 stay open for the life of the process; ManuallyDrop keeps the
+    // File from closing them.
+    let mut file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) });
+    let mut write = || file.write_all(data);
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(write),
+        _ => write(),
+    }
 }
 
 /// The shell convention: the code, or 128 + the signal.

@@ -101,6 +101,7 @@ pub async fn serve(
     let process = pb::process_service_server::ProcessServiceServer::new(ProcessApi::new(
         sup.clone(),
         streams.clone(),
+        config.grace,
     ));
     let agent = pb::agent_service_server::AgentServiceServer::new(AgentApi::new(
         agents,

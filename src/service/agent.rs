@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::agent_convert as conv;
 use super::limit::Streams;
 use super::stream::{
-    forward_input, opening, pump_run, Input, Pumped, CHANNEL_DEPTH, REPLAY_DEFAULT,
+    forward_input, opening, pump_run, Input, Pumped, Reading, CHANNEL_DEPTH, REPLAY_DEFAULT,
 };
 use crate::agent::spec::check_name;
 use crate::agent::{Agents, IdleOutcome, NudgeOutcome};
@@ -247,10 +247,16 @@ impl AgentService for AgentApi {
         let (moved, target) = watch::channel(p.clone());
         let agents = self.agents.clone();
         let follow = open.follow_restarts;
+        let lossless = open.lossless;
         tokio::spawn(async move {
             let _permit = permit;
             let (mut p, mut cursor) = (p, cursor);
-            while pump_run(&p, cursor, true, &tx, wrap).await == Pumped::Exited && follow {
+            let how = Reading {
+                follow: true,
+                lossless,
+                owner: false,
+            };
+            while pump_run(&p, cursor, how, &tx, wrap).await == Pumped::Exited && follow {
                 let next = tokio::select! {
                     next = agents.next_run(&a, &p) => next,
                     _ = tx.closed() => return,

@@ -1,6 +1,7 @@
 //! The ProcessService adapter: validate, call the supervisor, map errors.
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -9,7 +10,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::convert;
 use super::limit::Streams;
-use super::stream::{forward_input, opening, pump, Input, CHANNEL_DEPTH, REPLAY_DEFAULT};
+use super::stream::{
+    forward_input, opening, pump, Input, Pumped, Reading, CHANNEL_DEPTH, REPLAY_DEFAULT,
+};
 use crate::error::Error;
 use crate::pb;
 use crate::pb::process_service_server::ProcessService;
@@ -19,12 +22,43 @@ use crate::supervisor::{view, Cursor, ListFilter, Process, Supervisor};
 pub struct ProcessApi {
     sup: Supervisor,
     streams: Streams,
+    /// From SIGTERM to SIGKILL when a disconnect stops a process.
+    grace: Duration,
 }
 
 impl ProcessApi {
-    /// Serve `sup`, with at most `streams` streaming calls open at once (shared).
-    pub fn new(sup: Supervisor, streams: Streams) -> Self {
-        ProcessApi { sup, streams }
+    /// Serve `sup`, with at most `streams` streaming calls open at once (shared), stopping the
+    /// processes of clients that vanish with `grace` from SIGTERM to SIGKILL.
+    pub fn new(sup: Supervisor, streams: Streams, grace: Duration) -> Self {
+        ProcessApi {
+            sup,
+            streams,
+            grace,
+        }
+    }
+
+    /// Pump `p`'s output into `tx`; when the stream ends before the process does and it is the
+    /// process's owner, stop the process, as sshd does when its client goes.
+    fn pump_owned<R: Send + 'static>(
+        &self,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        p: Arc<Process>,
+        cursor: Cursor,
+        how: Reading,
+        tx: mpsc::Sender<Result<R, Status>>,
+        wrap: fn(pb::ProcessEvent) -> R,
+    ) {
+        let sup = self.sup.clone();
+        let grace = self.grace;
+        tokio::spawn(async move {
+            if pump(permit, p.clone(), cursor, how, tx, wrap).await == Pumped::Gone
+                && how.owner
+                && p.running()
+            {
+                tracing::info!(id = p.id, "the client went away; stopping its process");
+                sup.stop(&p, grace);
+            }
+        });
     }
 
     fn find(&self, field: &str, id: &str) -> Result<Arc<Process>, Error> {
@@ -76,7 +110,12 @@ impl ProcessService for ProcessApi {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let _ = tx.try_send(Ok(wrap(convert::started_event(&p))));
         let cursor = Cursor::new(&p.output.kinds(), 0);
-        tokio::spawn(pump(permit, p, cursor, true, tx, wrap));
+        let how = Reading {
+            follow: true,
+            lossless: !r.observer,
+            owner: r.kill_on_disconnect.unwrap_or(true),
+        };
+        self.pump_owned(permit, p, cursor, how, tx, wrap);
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -93,7 +132,12 @@ impl ProcessService for ProcessApi {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let cursor = Cursor::new(&kinds, r.from_offset);
         let wrap = |e| pb::ConnectResponse { event: Some(e) };
-        tokio::spawn(pump(permit, p, cursor, !r.no_follow, tx, wrap));
+        let how = Reading {
+            follow: !r.no_follow,
+            lossless: r.lossless,
+            owner: false,
+        };
+        tokio::spawn(pump(permit, p, cursor, how, tx, wrap));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -133,7 +177,12 @@ impl ProcessService for ProcessApi {
         // The input task holds only a weak sender: the response stream must end with the exited
         // event even while the client keeps its side open.
         let errors = tx.downgrade();
-        tokio::spawn(pump(permit, p.clone(), cursor, true, tx, wrap));
+        let how = Reading {
+            follow: true,
+            lossless: open.lossless,
+            owner: open.kill_on_disconnect,
+        };
+        self.pump_owned(permit, p.clone(), cursor, how, tx, wrap);
 
         let inbound = inbound.map(|m| {
             m.map(|m| match m.kind {

@@ -16,19 +16,30 @@ pub const REPLAY_DEFAULT: u32 = 64 << 10;
 /// Events buffered per client; a slower client makes its own task wait, never the process.
 pub const CHANNEL_DEPTH: usize = 16;
 
-/// Send output events from `cursor` until the process exits (or, with `follow` false, until
-/// what is retained now is sent), then the exited event. Holds the stream's admission `permit`
-/// until it ends.
+/// How a stream reads a process's output.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    /// Follow live output until the exit, or stop at the end of what is retained now.
+    pub follow: bool,
+    /// Hold the output so nothing this reader has not received is overwritten.
+    pub lossless: bool,
+    /// The stream owns the process: when it ends before the exit, the process is stopped.
+    pub owner: bool,
+}
+
+/// Send output events from `cursor` until the process exits (or, without `follow`, until what
+/// is retained now is sent), then the exited event. Holds the stream's admission `permit` until
+/// it ends.
 pub async fn pump<R>(
     permit: tokio::sync::OwnedSemaphorePermit,
     p: Arc<Process>,
     cursor: Cursor,
-    follow: bool,
+    how: Reading,
     tx: mpsc::Sender<Result<R, Status>>,
     wrap: fn(pb::ProcessEvent) -> R,
-) {
+) -> Pumped {
     let _permit = permit;
-    pump_run(&p, cursor, follow, &tx, wrap).await;
+    pump_run(&p, cursor, how, &tx, wrap).await
 }
 
 /// How `pump_run` ended.
@@ -46,10 +57,13 @@ pub enum Pumped {
 pub async fn pump_run<R>(
     p: &Process,
     mut cursor: Cursor,
-    follow: bool,
+    how: Reading,
     tx: &mpsc::Sender<Result<R, Status>>,
     wrap: fn(pb::ProcessEvent) -> R,
 ) -> Pumped {
+    let follow = how.follow;
+    // Released when this returns or the task is dropped: a reader that went away holds nothing.
+    let _hold = how.lossless.then(|| p.output.hold(&mut cursor));
     let mut changed = p.output.subscribe();
     loop {
         changed.borrow_and_update();

@@ -277,13 +277,25 @@ impl Supervisor {
             core_dumped: false,
         });
         let wall = p.started.elapsed();
-        let deadline = tokio::time::Instant::now() + self.inner.limits.drain_timeout;
+        // The drain is bounded for a background child that keeps the output open, but the time
+        // the output tasks wait for a lossless reader does not count: bytes that reader is still
+        // receiving from the process are never cut off.
+        let drain = self.inner.limits.drain_timeout;
+        let exited = tokio::time::Instant::now();
+        let stalled_before = p.output.stalled_time();
+        let mut deadline = exited + drain;
         let mut changed = p.output.subscribe();
         let mut drain_timed_out = false;
         while !p.output.all_eof() {
             match tokio::time::timeout_at(deadline, changed.changed()).await {
                 Ok(Ok(())) => {}
-                _ => {
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    let stalled = p.output.stalled_time().saturating_sub(stalled_before);
+                    deadline = exited + drain + stalled;
+                    if deadline > tokio::time::Instant::now() {
+                        continue;
+                    }
                     drain_timed_out = !p.output.all_eof();
                     break;
                 }
@@ -409,6 +421,25 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Stop a running process in the background: SIGTERM to its group (and SIGHUP, on a PTY,
+    /// whose terminal is going away), then SIGKILL if it is still running after `grace`.
+    pub fn stop(&self, p: &Arc<Process>, grace: Duration) {
+        let group = -(p.pid as i32);
+        // SAFETY: kill(2) of a group whose leader we have not reaped.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        if p.pty_size().is_some() {
+            // SAFETY: as above.
+            unsafe { libc::kill(group, libc::SIGHUP) };
+        }
+        let (this, p) = (self.clone(), p.clone());
+        tokio::spawn(async move {
+            if !this.wait(&p, Some(grace)).await {
+                // SAFETY: the leader is still unreaped, so the group is still ours.
+                unsafe { libc::kill(group, libc::SIGKILL) };
+            }
+        });
+    }
+
     /// Wait until the process exits or `timeout` passes; true when it exited.
     pub async fn wait(&self, p: &Process, timeout: Option<Duration>) -> bool {
         let mut changed = p.output.subscribe();
@@ -523,10 +554,13 @@ impl Readers {
                         };
                         let mut buf = bytes::BytesMut::with_capacity(READ_CHUNK);
                         loop {
+                            // Behind a lossless reader the pipe is left unread, so the process
+                            // blocks on its write until the reader catches up.
+                            let room = p.output.room(kind, READ_CHUNK).await;
                             if buf.capacity() < READ_CHUNK {
                                 buf.reserve(READ_CHUNK);
                             }
-                            match rx.read_buf(&mut buf).await {
+                            match (&mut rx).take(room as u64).read_buf(&mut buf).await {
                                 Ok(0) | Err(_) => break,
                                 // A large read is handed over whole; it pins at most twice its
                                 // size of buffer.

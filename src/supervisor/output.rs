@@ -1,10 +1,14 @@
 //! Output logs: per stream, a bounded head and a bounded tail ring addressed by byte offset, and
-//! cursors that replay and follow them without ever blocking the writer.
+//! cursors that replay and follow them.
 //!
 //! Readers pull from the shared log with their own cursor, so replay and subscription are one
-//! thing: there is no moment between "replay done" and "subscribed" for a byte to fall into. A
-//! reader that falls behind the ring gets a gap for the bytes overwritten; the writer never waits.
+//! thing: there is no moment between "replay done" and "subscribed" for a byte to fall into. An
+//! observer that falls behind the ring gets a gap for the bytes overwritten. A lossless reader
+//! holds its position instead: the tasks that move the process's output into the log ask for
+//! `room` before each read, and while a hold is a ring's length behind there is none, so the
+//! process blocks on its write, as it would under ssh.
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -141,12 +145,49 @@ struct Logs {
     closed: bool,
     /// When the process last wrote anything (agents' idle detection).
     last_append: Option<std::time::Instant>,
+    /// The positions of lossless readers, by hold id.
+    holds: Vec<(u64, Vec<(StreamKind, u64)>)>,
+    next_hold: u64,
+    /// Output tasks waiting for room, and for how long the log has had one waiting.
+    stalled: usize,
+    stalled_since: Option<Instant>,
+    stalled_before: Duration,
 }
 
-/// The output of one process and the signal readers wait on.
+impl Logs {
+    fn stream(&self, kind: StreamKind) -> Option<&StreamLog> {
+        self.streams.iter().find(|s| s.kind == kind)
+    }
+
+    /// Bytes of `kind` that may be appended now without overwriting anything a hold has not read;
+    /// `None` when no hold follows it.
+    fn room(&self, kind: StreamKind) -> Option<usize> {
+        let s = self.stream(kind)?;
+        let lowest = self
+            .holds
+            .iter()
+            .flat_map(|(_, positions)| positions.iter())
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, pos)| *pos)
+            .min()?;
+        // After n more bytes the tail starts at max(head_cap, total + n - tail_cap); the head
+        // never moves, so a reader still in it needs the tail from head_cap on.
+        let keep_from = lowest.max(s.head_cap as u64);
+        let room = (s.tail.cap() as u64 + keep_from).saturating_sub(s.total);
+        Some(room.min(usize::MAX as u64) as usize)
+    }
+
+    fn stalled_time(&self) -> Duration {
+        self.stalled_before + self.stalled_since.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+}
+
+/// The output of one process and the signals readers and writers wait on.
 pub struct Output {
     logs: Mutex<Logs>,
     changed: watch::Sender<u64>,
+    /// Bumped when a hold moves or goes: output tasks waiting for room look again.
+    freed: watch::Sender<u64>,
 }
 
 /// A reader's position in each stream it follows.
@@ -154,6 +195,8 @@ pub struct Output {
 pub struct Cursor {
     positions: Vec<(StreamKind, u64)>,
     next: usize,
+    /// The hold this cursor's reads advance, for a lossless reader.
+    hold: Option<u64>,
 }
 
 impl Cursor {
@@ -162,6 +205,46 @@ impl Cursor {
         Cursor {
             positions: streams.iter().map(|s| (*s, offset)).collect(),
             next: 0,
+            hold: None,
+        }
+    }
+}
+
+/// A lossless reader's hold on an output log; released when dropped.
+pub struct Hold<'a> {
+    output: &'a Output,
+    id: u64,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.output.lock().holds.retain(|(id, _)| *id != self.id);
+        self.output.freed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+/// An output task's wait for room: counted as a stall until dropped.
+struct Stall<'a>(&'a Output);
+
+impl<'a> Stall<'a> {
+    fn begin(output: &'a Output) -> Self {
+        let mut logs = output.lock();
+        logs.stalled += 1;
+        if logs.stalled == 1 {
+            logs.stalled_since = Some(Instant::now());
+        }
+        Stall(output)
+    }
+}
+
+impl Drop for Stall<'_> {
+    fn drop(&mut self) {
+        let mut logs = self.0.lock();
+        logs.stalled -= 1;
+        if logs.stalled == 0 {
+            if let Some(t) = logs.stalled_since.take() {
+                logs.stalled_before += t.elapsed();
+            }
         }
     }
 }
@@ -186,9 +269,62 @@ impl Output {
                 exit: None,
                 closed: false,
                 last_append: None,
+                holds: Vec::new(),
+                next_hold: 0,
+                stalled: 0,
+                stalled_since: None,
+                stalled_before: Duration::ZERO,
             }),
             changed: watch::Sender::new(0),
+            freed: watch::Sender::new(0),
         }
+    }
+
+    /// Make `cursor` a lossless reader's: until the returned hold is dropped, nothing it has not
+    /// read is overwritten; `room` makes the output tasks wait instead.
+    pub fn hold(&self, cursor: &mut Cursor) -> Hold<'_> {
+        let mut logs = self.lock();
+        logs.next_hold += 1;
+        let id = logs.next_hold;
+        logs.holds.push((id, cursor.positions.clone()));
+        cursor.hold = Some(id);
+        Hold { output: self, id }
+    }
+
+    /// Wait until bytes of `kind` may be appended without overwriting what a lossless reader has
+    /// not read, and say how many (at most `want`). Without holds that is `want` at once. Waits
+    /// for a useful amount (a quarter of the ring, at most 64 KiB) rather than reading a few bytes
+    /// at a time behind a slow reader.
+    pub async fn room(&self, kind: StreamKind, want: usize) -> usize {
+        let mut freed = self.freed.subscribe();
+        let mut stall = None;
+        loop {
+            freed.borrow_and_update();
+            {
+                let logs = self.lock();
+                let Some(room) = logs.room(kind) else {
+                    return want;
+                };
+                let enough = logs
+                    .stream(kind)
+                    .map_or(1, |s| (s.tail.cap() / 4).clamp(1, 64 << 10));
+                if room >= enough.min(want) {
+                    return room.min(want);
+                }
+            }
+            if stall.is_none() {
+                stall = Some(Stall::begin(self));
+            }
+            if freed.changed().await.is_err() {
+                return want;
+            }
+        }
+    }
+
+    /// How long, in all, output tasks have waited for a lossless reader: the drain after exit
+    /// does not count that time.
+    pub fn stalled_time(&self) -> Duration {
+        self.lock().stalled_time()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Logs> {
@@ -292,22 +428,19 @@ impl Output {
             positions: streams
                 .iter()
                 .map(|&k| {
-                    let total = logs
-                        .streams
-                        .iter()
-                        .find(|s| s.kind == k)
-                        .map_or(0, |s| s.total);
+                    let total = logs.stream(k).map_or(0, |s| s.total);
                     (k, total.saturating_sub(back))
                 })
                 .collect(),
             next: 0,
+            hold: None,
         }
     }
 
     /// Read what is available from the cursor, at most `max` data bytes, taking the streams in
     /// turn so a busy one cannot starve the other.
     pub fn read(&self, cursor: &mut Cursor, max: usize) -> Read {
-        let logs = self.lock();
+        let mut logs = self.lock();
         let mut chunks = Vec::new();
         let mut budget = max;
         let n = cursor.positions.len();
@@ -336,6 +469,14 @@ impl Output {
             cursor.positions[idx].1 = pos;
         }
         cursor.next = (cursor.next + 1) % n.max(1);
+        if let Some(id) = cursor.hold.filter(|_| !chunks.is_empty()) {
+            if let Some((_, positions)) = logs.holds.iter_mut().find(|(h, _)| *h == id) {
+                positions.clone_from(&cursor.positions);
+                drop(logs);
+                self.freed.send_modify(|v| *v = v.wrapping_add(1));
+                return Read::Chunks(chunks);
+            }
+        }
         if !chunks.is_empty() {
             return Read::Chunks(chunks);
         }

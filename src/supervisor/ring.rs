@@ -33,6 +33,11 @@ impl Ring {
         }
     }
 
+    /// The most bytes held.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
     /// Bytes held.
     pub fn len(&self) -> usize {
         self.len

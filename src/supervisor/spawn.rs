@@ -48,7 +48,18 @@ pub fn spawn(
     reaper: &Reaper,
 ) -> Result<Spawned> {
     let argv0 = spec.argv[0].clone();
-    let spawn_err = move |e: std::io::Error| Error::io(format!("spawn {argv0}"), e);
+    // exec(2)'s own failures are the shell's 127 and 126; anything else is the daemon's.
+    let spawn_err = move |e: std::io::Error| match e.raw_os_error() {
+        Some(libc::ENOENT) => Error::Exec {
+            message: format!("spawn {argv0}: {e}"),
+            not_found: true,
+        },
+        Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY) => Error::Exec {
+            message: format!("spawn {argv0}: {e}"),
+            not_found: false,
+        },
+        _ => Error::io(format!("spawn {argv0}"), e),
+    };
 
     match spec.pty {
         None => {

@@ -106,15 +106,16 @@ pub fn resolve_program(
         if executable(&path) {
             return Ok(path);
         }
-        let why = if path.exists() {
+        let exists = path.exists();
+        let why = if exists {
             "is not an executable file"
         } else {
             "does not exist"
         };
-        return Err(Error::NotFound(format!(
-            "spec.argv[0]: {} {why}",
-            path.display()
-        )));
+        return Err(Error::Exec {
+            message: format!("spec.argv[0]: {} {why}", path.display()),
+            not_found: !exists,
+        });
     }
     let path_var = env
         .get("PATH")
@@ -126,9 +127,10 @@ pub fn resolve_program(
             return Ok(candidate);
         }
     }
-    Err(Error::NotFound(format!(
-        "spec.argv[0]: {program:?} not found on PATH (looked in {path_var})"
-    )))
+    Err(Error::Exec {
+        message: format!("spec.argv[0]: {program:?} not found on PATH (looked in {path_var})"),
+        not_found: true,
+    })
 }
 
 #[cfg(test)]

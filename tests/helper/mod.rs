@@ -264,6 +264,7 @@ pub async fn run(c: &mut ProcessClient, spec: pb::ProcessSpec) -> Collected {
         .run(pb::RunRequest {
             spec: Some(spec),
             request_id: String::new(),
+            ..Default::default()
         })
         .await
         .expect("run")
