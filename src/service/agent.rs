@@ -240,7 +240,10 @@ impl AgentService for AgentApi {
         } else {
             open.replay_bytes
         };
-        let cursor = p.output.cursor_from_end(&p.output.kinds(), back.into());
+        let mut cursor = p.output.cursor_from_end(&p.output.kinds(), back.into());
+        if open.lossless {
+            p.output.hold(&mut cursor);
+        }
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let errors = tx.downgrade();
         let wrap = |e| pb::AgentServiceAttachResponse { event: Some(e) };

@@ -50,6 +50,11 @@ impl ProcessApi {
     ) {
         let sup = self.sup.clone();
         let grace = self.grace;
+        let mut cursor = cursor;
+        if how.lossless {
+            // Before the call returns: nothing is overwritten before this reader's first read.
+            p.output.hold(&mut cursor);
+        }
         tokio::spawn(async move {
             if pump(permit, p.clone(), cursor, how, tx, wrap).await == Pumped::Gone
                 && how.owner
@@ -137,7 +142,7 @@ impl ProcessService for ProcessApi {
             lossless: r.lossless,
             owner: false,
         };
-        tokio::spawn(pump(permit, p, cursor, how, tx, wrap));
+        self.pump_owned(permit, p, cursor, how, tx, wrap);
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -62,8 +62,11 @@ pub async fn pump_run<R>(
     wrap: fn(pb::ProcessEvent) -> R,
 ) -> Pumped {
     let follow = how.follow;
+    if how.lossless {
+        p.output.hold(&mut cursor);
+    }
     // Released when this returns or the task is dropped: a reader that went away holds nothing.
-    let _hold = how.lossless.then(|| p.output.hold(&mut cursor));
+    let _hold = p.output.release_on_drop(&cursor);
     let mut changed = p.output.subscribe();
     loop {
         changed.borrow_and_update();

@@ -280,15 +280,24 @@ impl Output {
         }
     }
 
-    /// Make `cursor` a lossless reader's: until the returned hold is dropped, nothing it has not
-    /// read is overwritten; `room` makes the output tasks wait instead.
-    pub fn hold(&self, cursor: &mut Cursor) -> Hold<'_> {
+    /// Make `cursor` a lossless reader's: until its hold is released, nothing it has not read is
+    /// overwritten; `room` makes the output tasks wait instead. Done when the reader is set up,
+    /// before any await, so no byte can be overwritten between the call that asked for a
+    /// lossless reader and its first read. `release_on_drop` gives the guard that releases it.
+    pub fn hold(&self, cursor: &mut Cursor) {
+        if cursor.hold.is_some() {
+            return;
+        }
         let mut logs = self.lock();
         logs.next_hold += 1;
         let id = logs.next_hold;
         logs.holds.push((id, cursor.positions.clone()));
         cursor.hold = Some(id);
-        Hold { output: self, id }
+    }
+
+    /// The guard that releases `cursor`'s hold, if it has one, when dropped.
+    pub fn release_on_drop(&self, cursor: &Cursor) -> Option<Hold<'_>> {
+        cursor.hold.map(|id| Hold { output: self, id })
     }
 
     /// Wait until bytes of `kind` may be appended without overwriting what a lossless reader has
