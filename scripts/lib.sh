@@ -6,13 +6,15 @@ GRPCIO_TOOLS_VERSION=1.85.1
 BUF_VERSION=1.75.0
 BUF="$ROOT/.tools/node_modules/.bin/buf"
 
-# pick_python: $PYTHON, else the project's .venv (made by install-deps where the system
-# Python is externally managed), else python3.
+# The project's own Python environment: scripts/install-deps creates it (python3 -m venv) and
+# installs every Python package there, never into the machine's Python. Every script that runs
+# Python uses its interpreter (pick_python).
+VENV="$ROOT/.venv"
+
+# pick_python: the project's .venv interpreter, whether or not it exists yet (a script that
+# needs it reports "run scripts/install-deps" when it is absent).
 pick_python() {
-  if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"
-  elif [ -x "$ROOT/.venv/bin/python" ]; then echo "$ROOT/.venv/bin/python"
-  else echo python3
-  fi
+  echo "$VENV/bin/python"
 }
 
 # skip_or_fail NAME MESSAGE: a missing toolchain fails under CI=true, and skips (exit 0,

@@ -272,16 +272,18 @@ class RecentOutputResponse(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class AgentAttachOpen(_message.Message):
-    __slots__ = ("name", "read_only", "replay_bytes", "follow_restarts")
+    __slots__ = ("name", "read_only", "replay_bytes", "follow_restarts", "lossless")
     NAME_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     REPLAY_BYTES_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    LOSSLESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     read_only: bool
     replay_bytes: int
     follow_restarts: bool
-    def __init__(self, name: _Optional[str] = ..., read_only: _Optional[bool] = ..., replay_bytes: _Optional[int] = ..., follow_restarts: _Optional[bool] = ...) -> None: ...
+    lossless: bool
+    def __init__(self, name: _Optional[str] = ..., read_only: _Optional[bool] = ..., replay_bytes: _Optional[int] = ..., follow_restarts: _Optional[bool] = ..., lossless: _Optional[bool] = ...) -> None: ...
 
 class AgentServiceAttachRequest(_message.Message):
     __slots__ = ("open", "input", "resize")

@@ -227,12 +227,16 @@ class StartResponse(_message.Message):
     def __init__(self, process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., timed_out: _Optional[bool] = ..., output: _Optional[_Iterable[_Union[StreamOutput, _Mapping]]] = ...) -> None: ...
 
 class RunRequest(_message.Message):
-    __slots__ = ("spec", "request_id")
+    __slots__ = ("spec", "request_id", "observer", "kill_on_disconnect")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OBSERVER_FIELD_NUMBER: _ClassVar[int]
+    KILL_ON_DISCONNECT_FIELD_NUMBER: _ClassVar[int]
     spec: ProcessSpec
     request_id: str
-    def __init__(self, spec: _Optional[_Union[ProcessSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    observer: bool
+    kill_on_disconnect: bool
+    def __init__(self, spec: _Optional[_Union[ProcessSpec, _Mapping]] = ..., request_id: _Optional[str] = ..., observer: _Optional[bool] = ..., kill_on_disconnect: _Optional[bool] = ...) -> None: ...
 
 class RunResponse(_message.Message):
     __slots__ = ("event",)
@@ -241,16 +245,18 @@ class RunResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[ProcessEvent, _Mapping]] = ...) -> None: ...
 
 class ConnectRequest(_message.Message):
-    __slots__ = ("id", "from_offset", "stream", "no_follow")
+    __slots__ = ("id", "from_offset", "stream", "no_follow", "lossless")
     ID_FIELD_NUMBER: _ClassVar[int]
     FROM_OFFSET_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     NO_FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    LOSSLESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     from_offset: int
     stream: Stream
     no_follow: bool
-    def __init__(self, id: _Optional[str] = ..., from_offset: _Optional[int] = ..., stream: _Optional[_Union[Stream, str]] = ..., no_follow: _Optional[bool] = ...) -> None: ...
+    lossless: bool
+    def __init__(self, id: _Optional[str] = ..., from_offset: _Optional[int] = ..., stream: _Optional[_Union[Stream, str]] = ..., no_follow: _Optional[bool] = ..., lossless: _Optional[bool] = ...) -> None: ...
 
 class ConnectResponse(_message.Message):
     __slots__ = ("event",)
@@ -259,16 +265,20 @@ class ConnectResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[ProcessEvent, _Mapping]] = ...) -> None: ...
 
 class AttachOpen(_message.Message):
-    __slots__ = ("id", "read_only", "from_offset", "replay_bytes")
+    __slots__ = ("id", "read_only", "from_offset", "replay_bytes", "lossless", "kill_on_disconnect")
     ID_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     FROM_OFFSET_FIELD_NUMBER: _ClassVar[int]
     REPLAY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOSSLESS_FIELD_NUMBER: _ClassVar[int]
+    KILL_ON_DISCONNECT_FIELD_NUMBER: _ClassVar[int]
     id: str
     read_only: bool
     from_offset: int
     replay_bytes: int
-    def __init__(self, id: _Optional[str] = ..., read_only: _Optional[bool] = ..., from_offset: _Optional[int] = ..., replay_bytes: _Optional[int] = ...) -> None: ...
+    lossless: bool
+    kill_on_disconnect: bool
+    def __init__(self, id: _Optional[str] = ..., read_only: _Optional[bool] = ..., from_offset: _Optional[int] = ..., replay_bytes: _Optional[int] = ..., lossless: _Optional[bool] = ..., kill_on_disconnect: _Optional[bool] = ...) -> None: ...
 
 class AttachRequest(_message.Message):
     __slots__ = ("open", "input", "resize", "close_input")
