@@ -4,6 +4,7 @@ mod helper;
 mod agent;
 mod cli;
 mod daemon;
+mod exec;
 mod io;
 mod lifecycle;
 mod output;

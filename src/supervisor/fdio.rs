@@ -60,10 +60,11 @@ pub async fn read_pty(fd: OwnedFd, p: &Process) -> io::Result<()> {
     let fd = register(fd, Interest::READABLE)?;
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        // Behind a lossless reader the terminal is left unread, so the program blocks on its
-        // write until the reader catches up.
-        let room = p.output.room(StreamKind::Pty, buf.len()).await;
         let mut ready = fd.readable().await?;
+        // Behind a lossless reader the terminal is left unread, so the program blocks on its
+        // write until the reader catches up. Asked once data is there: a hold taken while this
+        // task waited for it must limit this read.
+        let room = p.output.room(StreamKind::Pty, buf.len()).await;
         match ready.try_io(|fd| read(fd.get_ref(), &mut buf[..room])) {
             Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
             Ok(Ok(n)) => p.output.append(StreamKind::Pty, &buf[..n]),

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use bytes::BufMut;
 
 use self::input::{CloseBy, Input};
 pub use self::output::{Chunk, Cursor, Read, StreamKind, StreamStats};
@@ -544,7 +544,7 @@ impl Readers {
                 .map(|(kind, fd)| {
                     let p = p.clone();
                     tokio::spawn(async move {
-                        let mut rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+                        let rx = match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
                             Ok(rx) => rx,
                             Err(e) => {
                                 tracing::error!(id = p.id, error = %e, "cannot read output");
@@ -554,13 +554,19 @@ impl Readers {
                         };
                         let mut buf = bytes::BytesMut::with_capacity(READ_CHUNK);
                         loop {
+                            if rx.readable().await.is_err() {
+                                break;
+                            }
                             // Behind a lossless reader the pipe is left unread, so the process
-                            // blocks on its write until the reader catches up.
+                            // blocks on its write until the reader catches up. Asked once data
+                            // is there, not before the wait for it: a hold taken meanwhile
+                            // must limit this read.
                             let room = p.output.room(kind, READ_CHUNK).await;
                             if buf.capacity() < READ_CHUNK {
                                 buf.reserve(READ_CHUNK);
                             }
-                            match (&mut rx).take(room as u64).read_buf(&mut buf).await {
+                            match rx.try_read_buf(&mut (&mut buf).limit(room)) {
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                                 Ok(0) | Err(_) => break,
                                 // A large read is handed over whole; it pins at most twice its
                                 // size of buffer.
