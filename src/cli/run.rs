@@ -19,7 +19,8 @@ pub const EXIT_OUTPUT_LOST: i32 = 254;
 /// The command's stdout here was a closed pipe: what a shell gives a pipeline member killed by
 /// SIGPIPE.
 pub const EXIT_BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
-/// A second Ctrl-C within this long sends SIGKILL instead of SIGINT.
+/// A second Ctrl-C within this long of the first sends SIGKILL instead of SIGINT; a third
+/// leaves at once (130), even if the daemon does not answer.
 const ESCALATE_WITHIN: Duration = Duration::from_secs(2);
 
 /// What to run and how.
@@ -159,6 +160,8 @@ struct Signals {
     /// Signals that came before the command's id was known.
     pending: Vec<&'static str>,
     last_int: Option<Instant>,
+    /// Ctrl-Cs in a row, each within `ESCALATE_WITHIN` of the last.
+    ints: u32,
     streams: Vec<(&'static str, Signal)>,
 }
 
@@ -179,6 +182,7 @@ impl Signals {
             id: None,
             pending: Vec::new(),
             last_int: None,
+            ints: 0,
             streams,
         })
     }
@@ -210,14 +214,23 @@ impl Signals {
         let mut sig = sig;
         if sig == "INT" {
             let now = Instant::now();
-            if self
+            let soon = self
                 .last_int
-                .is_some_and(|t| now.duration_since(t) < ESCALATE_WITHIN)
-            {
-                eprintln!("\r\n[tend: second interrupt; sending SIGKILL]");
-                sig = "KILL";
-            }
+                .is_some_and(|t| now.duration_since(t) < ESCALATE_WITHIN);
+            self.ints = if soon { self.ints + 1 } else { 1 };
             self.last_int = Some(now);
+            match self.ints {
+                1 => {}
+                2 => {
+                    eprintln!("\r\n[tend: second interrupt; sending SIGKILL]");
+                    sig = "KILL";
+                }
+                // The daemon does not answer: a third Ctrl-C gets the user their shell back.
+                _ => {
+                    eprintln!("\r\n[tend: third interrupt; leaving]");
+                    std::process::exit(128 + libc::SIGINT);
+                }
+            }
         }
         if self.id.is_none() {
             self.pending.push(sig);
