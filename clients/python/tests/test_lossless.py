@@ -39,13 +39,6 @@ def check_lossless(evs: Events, want: bytes) -> None:
     assert evs.exited.HasField("exit_code") and evs.exited.exit_code == 0, evs.exited
 
 
-# The daemon's pipe reader asks for room (how much it may append without overtaking a
-# lossless reader) before each read, then waits on the pipe with that room. A read already
-# waiting when a hold is taken keeps the room it got without one (up to 256 KiB), so a burst
-# could overrun a 64 KiB ring past a new hold. These tests let the process write a few bytes
-# first, which that stale read takes, before the flood.
-
-
 def read_until(call, evs: Events, want: bytes) -> None:
     while not bytes(evs.data[pb.STREAM_STDOUT]).endswith(want):
         evs.add(next(call).event)
@@ -55,10 +48,11 @@ def read_until(call, evs: Events, want: bytes) -> None:
 def test_lossless_connect_holds_the_writer(make_daemon):
     d = make_daemon(*SMALL_RING)
     with d.connect() as client:
-        # The process writes only after two lines on stdin: the Connect is surely in place once
-        # it has seen "ready", and "set" goes to the reader's stale read (see above).
+        # The process floods only after a line on stdin: the Connect is surely in place once it
+        # has seen "ready". The daemon's pipe read that was already waiting then (its room asked
+        # for before the hold existed) must not overrun the ring either.
         st = client.process.Start(
-            pb.StartRequest(spec=sh(f"echo ready; read a; echo set; read b; exec seq 1 {SEQ_LINES}", stdin=True)),
+            pb.StartRequest(spec=sh(f"echo ready; read a; exec seq 1 {SEQ_LINES}", stdin=True)),
             timeout=TIMEOUT,
         )
         pid = st.process.id
@@ -66,7 +60,7 @@ def test_lossless_connect_holds_the_writer(make_daemon):
             pb.ConnectRequest(id=pid, stream=pb.STREAM_STDOUT, lossless=True), timeout=TIMEOUT
         )
         evs = Events()
-        for want in (b"ready\n", b"set\n"):
+        for want in (b"ready\n",):
             read_until(call, evs, want)
             client.process.SendInput(pb.SendInputRequest(id=pid, data=b"go\n"), timeout=TIMEOUT)
 
@@ -78,28 +72,21 @@ def test_lossless_connect_holds_the_writer(make_daemon):
         for r in call:
             evs.add(r.event)
         assert evs.exited is not None, evs.kinds[-5:]
-        check_lossless(evs, b"ready\nset\n" + seq_output(SEQ_LINES))
+        check_lossless(evs, b"ready\n" + seq_output(SEQ_LINES))
 
 
 def test_run_is_lossless_by_default(make_daemon):
     d = make_daemon(*SMALL_RING)
     with d.connect() as client:
-        # Run takes its hold before the started event; "ready" then goes to the reader's stale
-        # read (see above), and the flood follows the second line.
-        call = client.process.Run(
-            pb.RunRequest(spec=sh(f"read a; echo ready; read b; exec seq 1 {SEQ_LINES}", stdin=True)), timeout=TIMEOUT
-        )
         evs = Events()
-        evs.add(next(call).event)
-        pid = evs.started.id
-        client.process.SendInput(pb.SendInputRequest(id=pid, data=b"go\n"), timeout=TIMEOUT)
-        read_until(call, evs, b"ready\n")
-        client.process.SendInput(pb.SendInputRequest(id=pid, data=b"go\n"), timeout=TIMEOUT)
-        time.sleep(1.0)
-        for r in call:
+        paused = False
+        for r in client.process.Run(pb.RunRequest(spec=sh(f"seq 1 {SEQ_LINES}")), timeout=TIMEOUT):
+            if not paused and r.event.WhichOneof("kind") == "data":
+                paused = True
+                time.sleep(1.0)
             evs.add(r.event)
         assert evs.exited is not None
-        check_lossless(evs, b"ready\n" + seq_output(SEQ_LINES))
+        check_lossless(evs, seq_output(SEQ_LINES))
 
 
 def test_observer_replay_gets_a_gap(make_daemon):
