@@ -754,3 +754,56 @@ async fn an_attacher_can_follow_a_crew_agent_across_restarts() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_lossless_attacher_holds_the_agent_back_instead_of_skipping() {
+    // A 64 KiB ring and 24 MB of PTY output (`y\r\n` 8,000,000 times), more than can be in
+    // flight to the client (its HTTP/2 window and the stream's channel): an observer that
+    // pauses would skip much of it; a lossless attacher holds the agent back and gets it all.
+    let d = Daemon::with_args(&["--head-bytes", "0", "--tail-bytes", "65536"]).await;
+    let mut a = d.agents().await;
+    spawn(
+        &mut a,
+        agent(
+            "flood",
+            &[
+                "sh",
+                "-c",
+                "stty -echo; echo ready; read go; yes | head -n 8000000",
+            ],
+        ),
+    )
+    .await;
+    let open = pb::AgentAttachOpen {
+        name: "flood".into(),
+        lossless: true,
+        ..Default::default()
+    };
+    let mut s = Session::open_with(&mut a, open).await;
+    s.until("ready").await;
+    s.send(In::Input(b"go\n".to_vec())).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        get(&mut a, "flood").await.status,
+        pb::AgentStatus::Running as i32,
+        "held back while the attacher did not read"
+    );
+    let mut ys = 0usize;
+    let mut gaps = 0;
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(60), s.events.next())
+            .await
+            .expect("the flood ends")
+            .expect("stream open")
+            .expect("event");
+        match ev.event.and_then(|e| e.kind) {
+            Some(pb::process_event::Kind::Data(d)) => {
+                ys += d.data.iter().filter(|&&b| b == b'y').count()
+            }
+            Some(pb::process_event::Kind::Gap(_)) => gaps += 1,
+            Some(pb::process_event::Kind::Exited(_)) => break,
+            _ => {}
+        }
+    }
+    assert_eq!((gaps, ys), (0, 8_000_000));
+}
