@@ -2,6 +2,7 @@
 mod helper;
 
 mod agent;
+mod authority;
 mod cli;
 mod daemon;
 mod exec;

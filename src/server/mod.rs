@@ -1,5 +1,6 @@
 //! The daemon: listeners, the services with health and reflection, and orderly shutdown.
 mod auth;
+mod authority;
 mod socket;
 
 use std::future::Future;
@@ -122,7 +123,8 @@ pub async fn serve(
             .add_service(v1alpha)
             .add_service(process.clone())
             .add_service(agent.clone());
-        let incoming = UnixListenerStream::new(unix);
+        // Clients that send the socket's path as :authority: see authority.rs.
+        let incoming = UnixListenerStream::new(unix).map(|c| c.map(authority::LocalAuthority::new));
         servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())));
     }
     let mut tcp_addrs = Vec::new();
