@@ -2,7 +2,7 @@
 
 Run it with ``python -m tend_client.mcp`` (or the ``tend-mcp`` script). It talks to the
 daemon at ``$TEND_ADDR`` (else the default socket) with ``$TEND_TOKEN``, through the
-asyncio client. Tools:
+asyncio client, and reports the tend_client version as its own. Tools:
 
 - ``run_command``: run a shell command in the foreground, with a timeout; returns the exit
   code, wall time and a head+tail view of the output. On timeout the command keeps running
@@ -11,12 +11,17 @@ asyncio client. Tools:
 - ``read_output``: the head+tail view of a process's output (optionally waiting for it).
 - ``send_input``: write text to a process's stdin (or terminal), optionally closing it.
 - ``send_signal``: signal a process's group (SIGTERM by default).
-- ``list_processes``: the daemon's processes, running and exited.
+- ``list_processes``: the daemon's most recent processes, running and exited, with a count
+  of the older ones left out.
 - ``list_agents``: the daemon's agents (named interactive programs in terminals).
 - ``nudge_agent``: type a message into an agent's terminal and press Enter, at once or once
   it is idle.
 - ``agent_output``: the last output of an agent's terminal, optionally after waiting for it
-  to go idle.
+  to go idle, terminal escape sequences stripped unless asked to keep them.
+
+Output views: the head and the tail of each stream, cut at a line boundary when one is
+within LINE_SNAP_BYTES of the cut (the omission marker says so); output that is not text
+(NUL bytes, invalid UTF-8) is described in one line instead of being shown.
 
 Imports are absolute on purpose: this module lives in ``tend_client`` beside the
 ``tend_client.mcp`` package, and the MCP SDK is the top-level ``mcp`` package.
@@ -24,10 +29,19 @@ Imports are absolute on purpose: this module lives in ``tend_client`` beside the
 
 from __future__ import annotations
 
+import codecs
+import re
 import shlex
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 import grpc
+
+from tend_client.mcp import MISSING_MCP
+
+try:
+    import mcp  # noqa: F401
+except ImportError:
+    raise ImportError(MISSING_MCP, name="mcp") from None
 
 try:  # mcp >= 2: FastMCP was renamed MCPServer.
     from mcp.server.mcpserver import MCPServer as _Server
@@ -35,8 +49,14 @@ try:  # mcp >= 2: FastMCP was renamed MCPServer.
 except ImportError:  # mcp 1.x
     from mcp.server.fastmcp import FastMCP as _Server
     from mcp.server.fastmcp.exceptions import ToolError
+from pydantic import Field  # a dependency of mcp
 
-from tend_client import AsyncClient, connect_async
+try:
+    from typing import Annotated
+except ImportError:  # Python < 3.9 is not supported (requires-python), but be plain about it.
+    from typing_extensions import Annotated  # type: ignore[assignment]
+
+from tend_client import AsyncClient, __version__, connect_async
 from tend_client import agent_pb2 as apb
 from tend_client import process_pb2 as pb
 
@@ -46,6 +66,34 @@ MAX_TIMEOUT_SECONDS = 24 * 3600.0
 _RPC_SLACK_SECONDS = 30.0
 # Deadline of the quick calls (everything but foreground Start and Wait).
 _RPC_TIMEOUT_SECONDS = 30.0
+
+# Output views: bytes kept from the start and from the end of a stream by default (the
+# daemon's defaults too), the most a caller may ask for, and how far a cut may move to land
+# on a line boundary.
+DEFAULT_VIEW_BYTES = 16384
+MAX_VIEW_BYTES = 1 << 20
+LINE_SNAP_BYTES = 256
+# Lines longer than this are cut in the middle (the daemon's default).
+MAX_LINE_BYTES = 2048
+# list_processes shows at most this many (the most recent), 50 by default.
+DEFAULT_LIST_LIMIT = 50
+MAX_LIST_LIMIT = 500
+
+StreamName = Literal["all", "stdout", "stderr", "terminal"]
+StateName = Literal["all", "running", "exited"]
+SignalName = Literal[
+    "SIGTERM",
+    "SIGINT",
+    "SIGKILL",
+    "SIGHUP",
+    "SIGQUIT",
+    "SIGUSR1",
+    "SIGUSR2",
+    "SIGSTOP",
+    "SIGCONT",
+    "SIGWINCH",
+    "SIGALRM",
+]
 
 _STREAM_NAMES = {
     pb.STREAM_STDOUT: "stdout",
@@ -57,7 +105,6 @@ _STREAMS_BY_NAME = {
     "stdout": pb.STREAM_STDOUT,
     "stderr": pb.STREAM_STDERR,
     "terminal": pb.STREAM_PTY,
-    "pty": pb.STREAM_PTY,
 }
 _STATES_BY_NAME = {
     "all": pb.PROCESS_STATE_UNSPECIFIED,
@@ -71,11 +118,25 @@ finish (builds, tests, git): it waits up to timeout_seconds and returns the exit
 the head and tail of the output. Use start_background for servers and watchers, then
 read_output to see what they printed, send_input to type into them, and send_signal to stop
 them. Processes are identified by the id these tools return. Output views keep the first
-and last bytes of each stream; notes say what was left out. Agents are named interactive
-programs (coding agents, REPLs, shells) in their own terminals: list_agents shows them,
-nudge_agent types a message into one, agent_output reads what its terminal showed last."""
+and last bytes of each stream, cut at line boundaries; notes say what was left out. Agents
+are named interactive programs (coding agents, REPLs, shells) in their own terminals:
+list_agents shows them, nudge_agent types a message into one, agent_output reads what its
+terminal showed last."""
 
-server = _Server("tend", instructions=INSTRUCTIONS)
+
+def _make_server():
+    """The server, reporting the tend_client version in its initialization (server info)."""
+    import inspect
+
+    if "version" in inspect.signature(_Server.__init__).parameters:
+        return _Server("tend", instructions=INSTRUCTIONS, version=__version__)
+    # mcp 1.x FastMCP takes no version: it lives on the low-level server.
+    s = _Server("tend", instructions=INSTRUCTIONS)
+    s._mcp_server.version = __version__
+    return s
+
+
+server = _make_server()
 
 _client: Optional[AsyncClient] = None
 
@@ -97,11 +158,15 @@ class TendError(ToolError):
     """
 
 
+def _rpc_error(e: grpc.aio.AioRpcError) -> TendError:
+    return TendError(f"tend daemon: {e.code().name}: {e.details()}")
+
+
 async def _call(rpc, request, timeout: float = _RPC_TIMEOUT_SECONDS):
     try:
         return await rpc(request, timeout=timeout)
     except grpc.aio.AioRpcError as e:
-        raise TendError(f"tend daemon: {e.code().name}: {e.details()}") from None
+        raise _rpc_error(e) from None
 
 
 def _exit_fields(exit: pb.ExitStatus) -> Dict[str, Any]:
@@ -120,19 +185,194 @@ def _exit_fields(exit: pb.ExitStatus) -> Dict[str, Any]:
     return out
 
 
-def _views(outputs: List[pb.StreamOutput]) -> Dict[str, Any]:
-    """The output views as {stream name: text}, plus notes on what was left out."""
+def _decode(data: bytes) -> str:
+    """UTF-8 text of data; an incomplete character at its end (a cut) is dropped."""
+    return codecs.getincrementaldecoder("utf-8")("replace").decode(data, final=False)
+
+
+def _is_text(data: bytes) -> bool:
+    """Whether data reads as text: no NUL bytes, valid UTF-8 (an incomplete character at the
+    end, where a view may cut, is allowed)."""
+    if b"\0" in data:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _skip_continuation(data: bytes) -> bytes:
+    """data without the UTF-8 continuation bytes a cut left at its start."""
+    i = 0
+    while i < min(3, len(data)) and 0x80 <= data[i] < 0xC0:
+        i += 1
+    return data[i:]
+
+
+def _binary_note(total: int, sample: bytes) -> str:
+    return (
+        f"[binary output: {total} bytes; not shown as text (NUL bytes or invalid UTF-8); "
+        f"first bytes: {sample[:16].hex(' ')}]"
+    )
+
+
+class _Cut:
+    """Cuts lines longer than MAX_LINE_BYTES, as the daemon does, counting what it removed."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.bytes = 0
+
+    def text(self, data: bytes) -> str:
+        out = []
+        for line in data.split(b"\n"):
+            if len(line) > MAX_LINE_BYTES:
+                dropped = len(line) - MAX_LINE_BYTES
+                self.lines += 1
+                self.bytes += dropped
+                out.append(_decode(line[:MAX_LINE_BYTES]) + f" [... {dropped} bytes cut]")
+            else:
+                out.append(_decode(line))
+        return "\n".join(out)
+
+
+async def _read_bytes(client: AsyncClient, id: str, stream: int, start: int, end: int) -> bytes:
+    """The retained bytes [start, end) of one stream, up to the first byte no longer held."""
+    if end <= start:
+        return b""
+    call = client.process.Connect(
+        pb.ConnectRequest(id=id, from_offset=start, stream=stream, no_follow=True),
+        timeout=_RPC_TIMEOUT_SECONDS,
+    )
+    buf = bytearray()
+    try:
+        async for r in call:
+            kind = r.event.WhichOneof("kind")
+            if kind == "exited":
+                break
+            if kind != "data" or r.event.data.stream != stream:
+                continue  # gaps show up as data past the position reached
+            d = r.event.data
+            pos = start + len(buf)
+            if d.offset > pos:
+                break
+            buf += d.data[pos - d.offset : end - d.offset]
+            if start + len(buf) >= end:
+                break
+    except grpc.aio.AioRpcError as e:
+        raise _rpc_error(e) from None
+    finally:
+        call.cancel()
+    return bytes(buf)
+
+
+async def _raw_view(
+    client: AsyncClient, id: str, info: pb.StreamInfo, head_bytes: int, tail_bytes: int
+) -> Dict[str, Any]:
+    """The view of one stream built from its bytes: head and tail as the daemon picks them,
+    each cut moved to a line boundary within LINE_SNAP_BYTES, or a note for binary output."""
+    total = info.total_bytes
+    # The head and the tail as the daemon's view takes them.
+    lost = info.tail_offset > info.head_bytes
+    head_end = min(total, head_bytes)
+    if lost:
+        head_end = min(head_end, info.head_bytes)
+    tail_start = max(total - tail_bytes, head_end)
+    if lost:
+        tail_start = max(tail_start, info.tail_offset)
+    if tail_start <= head_end:
+        head, tail = await _read_bytes(client, id, info.stream, 0, total), b""
+    else:
+        head = await _read_bytes(client, id, info.stream, 0, head_end)
+        # One byte before the tail, to know whether the tail starts a line.
+        before = tail_start - 1 if tail_start - 1 >= max(head_end, info.tail_offset if lost else 0) else tail_start
+        tail = await _read_bytes(client, id, info.stream, before, total)
+        tail_at_line = tail_start == 0
+        if before < tail_start and tail:
+            tail_at_line, tail = tail[:1] == b"\n", tail[1:]
+    omitted = total - len(head) - len(tail)
+    if not (_is_text(head) and _is_text(_skip_continuation(tail))):
+        return {"text": _binary_note(total, head or tail), "total": total, "omitted": 0, "binary": True}
+    head_snapped = tail_snapped = False
+    if omitted:
+        if head and not head.endswith(b"\n"):
+            i = head.rfind(b"\n", max(0, len(head) - LINE_SNAP_BYTES))
+            if i >= 0:
+                head, head_snapped = head[: i + 1], True
+        if tail and not tail_at_line:
+            j = tail.find(b"\n", 0, LINE_SNAP_BYTES)
+            if 0 <= j < len(tail) - 1:
+                tail, tail_snapped = tail[j + 1 :], True
+            else:
+                tail = _skip_continuation(tail)
+        omitted = total - len(head) - len(tail)
+    cut = _Cut()
+    text = cut.text(head)
+    if omitted:
+        if text and not text.endswith("\n"):
+            text += "\n"
+        if (not head or head.endswith(b"\n")) and (tail_at_line or tail_snapped):
+            where = "; cut at line boundaries"
+        elif head_snapped:
+            where = "; head cut at a line boundary"
+        elif tail_snapped:
+            where = "; tail cut at a line boundary"
+        else:
+            where = ""
+        text += f"[... {omitted} bytes omitted{where} ...]\n"
+    text += cut.text(tail)
+    return {
+        "text": text,
+        "total": total,
+        "omitted": omitted,
+        "cut_lines": cut.lines,
+        "cut_line_bytes": cut.bytes,
+        "line_boundaries": head_snapped or tail_snapped,
+    }
+
+
+async def _views(
+    client: AsyncClient,
+    process: pb.ProcessInfo,
+    outputs: List[pb.StreamOutput],
+    head_bytes: int = 0,
+    tail_bytes: int = 0,
+) -> Dict[str, Any]:
+    """The output views as {stream name: text}, plus notes on what was left out.
+
+    The daemon's view is used as it is when it is whole text; otherwise (truncated, or
+    possibly binary) the view is built from the stream's bytes.
+    """
+    head_bytes = head_bytes or DEFAULT_VIEW_BYTES
+    tail_bytes = tail_bytes or DEFAULT_VIEW_BYTES
+    infos = {s.stream: s for s in process.streams}
     out: Dict[str, Any] = {}
     notes: List[str] = []
     for view in outputs:
         name = _STREAM_NAMES.get(view.stream, "output")
-        out[name] = view.text
-        if view.truncated:
-            parts = [f"{view.total_bytes} bytes in all"]
-            if view.omitted_bytes:
-                parts.append(f"{view.omitted_bytes} bytes omitted between head and tail")
-            if view.cut_lines:
-                parts.append(f"{view.cut_lines} long line(s) cut, {view.cut_line_bytes} bytes removed")
+        info = infos.get(view.stream)
+        if info is None or not (view.truncated or "\ufffd" in view.text or "\0" in view.text):
+            out[name] = view.text
+            v: Dict[str, Any] = {
+                "total": view.total_bytes,
+                "omitted": view.omitted_bytes,
+                "cut_lines": view.cut_lines,
+                "cut_line_bytes": view.cut_line_bytes,
+            }
+        else:
+            v = await _raw_view(client, process.id, info, head_bytes, tail_bytes)
+            out[name] = v["text"]
+        if v.get("binary"):
+            notes.append(f"{name} is binary ({v['total']} bytes): not shown as text")
+        elif v["omitted"] or v["cut_lines"]:
+            parts = [f"{v['total']} bytes in all"]
+            if v["omitted"]:
+                parts.append(f"{v['omitted']} bytes omitted between head and tail")
+                if v.get("line_boundaries"):
+                    parts.append("cuts moved to line boundaries")
+            if v["cut_lines"]:
+                parts.append(f"{v['cut_lines']} long line(s) cut, {v['cut_line_bytes']} bytes removed")
             notes.append(f"{name} truncated: " + "; ".join(parts))
     if notes:
         out["truncation"] = notes
@@ -163,12 +403,25 @@ def _spec(command: str, cwd: str, env: Optional[Dict[str, str]]) -> pb.ProcessSp
     return pb.ProcessSpec(argv=["sh", "-c", command], cwd=cwd, env=env or {})
 
 
+# Parameters shared by several tools.
+ProcessId = Annotated[str, Field(description="The process's id (as returned by run_command or start_background) or its name.")]
+Command = Annotated[str, Field(description="The shell command line, run with sh -c.")]
+Cwd = Annotated[str, Field(description="Working directory; empty: the daemon's.")]
+Env = Annotated[
+    Optional[Dict[str, str]],
+    Field(description="Environment variables to add or override, name to value."),
+]
+
+
 @server.tool()
 async def run_command(
-    command: str,
-    timeout_seconds: float = 60.0,
-    cwd: str = "",
-    env: Optional[Dict[str, str]] = None,
+    command: Command,
+    timeout_seconds: Annotated[
+        float,
+        Field(description="How long to wait for it to exit, in seconds (at most a day).", gt=0, le=MAX_TIMEOUT_SECONDS),
+    ] = 60.0,
+    cwd: Cwd = "",
+    env: Env = None,
 ) -> Dict[str, Any]:
     """Run a shell command (sh -c) and wait for it, at most timeout_seconds.
 
@@ -197,20 +450,24 @@ async def run_command(
         }
     result: Dict[str, Any] = {"id": p.id, "status": "exited"}
     result.update(_exit_fields(p.exit))
-    result.update(_views(list(resp.output)))
+    result.update(await _views(client, p, list(resp.output)))
     return result
 
 
 @server.tool()
 async def start_background(
-    command: str,
-    cwd: str = "",
-    env: Optional[Dict[str, str]] = None,
-    name: str = "",
-    stdin: bool = False,
-    terminal: bool = False,
-    rows: int = 24,
-    cols: int = 80,
+    command: Command,
+    cwd: Cwd = "",
+    env: Env = None,
+    name: Annotated[str, Field(description="Optional unique name, usable in place of the id.")] = "",
+    stdin: Annotated[
+        bool, Field(description="Keep standard input open for send_input (otherwise it reads nothing).")
+    ] = False,
+    terminal: Annotated[
+        bool, Field(description="Run it in a pseudo-terminal (for programs that want a TTY; input is open then).")
+    ] = False,
+    rows: Annotated[int, Field(description="Terminal rows, with terminal=true.", ge=1, le=10000)] = 24,
+    cols: Annotated[int, Field(description="Terminal columns, with terminal=true.", ge=1, le=10000)] = 80,
 ) -> Dict[str, Any]:
     """Start a shell command (sh -c) in the background and return its id at once.
 
@@ -229,17 +486,25 @@ async def start_background(
 
 @server.tool()
 async def read_output(
-    id: str,
-    stream: str = "all",
-    wait_seconds: float = 0.0,
-    head_bytes: int = 0,
-    tail_bytes: int = 0,
+    id: ProcessId,
+    stream: Annotated[
+        StreamName,
+        Field(description='Which stream: "all", "stdout", "stderr" or "terminal" (a pseudo-terminal\'s output).'),
+    ] = "all",
+    wait_seconds: Annotated[
+        float, Field(description="First wait up to this long for the process to exit (0: do not wait).", ge=0, le=MAX_TIMEOUT_SECONDS)
+    ] = 0.0,
+    head_bytes: Annotated[
+        int, Field(description=f"Bytes kept from the start of each stream (0: {DEFAULT_VIEW_BYTES}).", ge=0, le=MAX_VIEW_BYTES)
+    ] = 0,
+    tail_bytes: Annotated[
+        int, Field(description=f"Bytes kept from the end of each stream (0: {DEFAULT_VIEW_BYTES}).", ge=0, le=MAX_VIEW_BYTES)
+    ] = 0,
 ) -> Dict[str, Any]:
     """Read a process's output: the head and tail of each stream, with truncation notes.
 
-    stream: "all", "stdout", "stderr" or "terminal". wait_seconds > 0 first waits that long
-    for the process to exit. head_bytes / tail_bytes: how much to keep from the start and
-    the end of each stream (0: 16384 each).
+    The cuts move to a line boundary when one is near (the omission marker says so);
+    binary output is described, not shown.
     """
     if stream not in _STREAMS_BY_NAME:
         raise ToolError(f"stream must be one of {sorted(_STREAMS_BY_NAME)}")
@@ -247,7 +512,7 @@ async def read_output(
     if wait_seconds > 0:
         await _call(
             client.process.Wait,
-            pb.WaitRequest(id=id, timeout_ms=int(wait_seconds * 1000)),
+            pb.WaitRequest(id=id, timeout_ms=max(1, int(wait_seconds * 1000))),
             timeout=wait_seconds + _RPC_SLACK_SECONDS,
         )
     resp = await _call(
@@ -258,12 +523,18 @@ async def read_output(
         ),
     )
     result = _summary(resp.process)
-    result.update(_views(list(resp.output)))
+    result.update(await _views(client, resp.process, list(resp.output), head_bytes, tail_bytes))
     return result
 
 
 @server.tool()
-async def send_input(id: str, text: str, close_input: bool = False) -> Dict[str, Any]:
+async def send_input(
+    id: ProcessId,
+    text: Annotated[str, Field(description='The text to write; include "\\n" to press Enter.')],
+    close_input: Annotated[
+        bool, Field(description="Then close standard input (end of file; in a terminal, ^D).")
+    ] = False,
+) -> Dict[str, Any]:
     """Write text to a process's stdin (or terminal). Include "\\n" to press Enter.
 
     close_input=true then closes stdin (end of file; in a terminal, ^D).
@@ -279,8 +550,14 @@ async def send_input(id: str, text: str, close_input: bool = False) -> Dict[str,
 
 
 @server.tool()
-async def send_signal(id: str, signal: str = "SIGTERM", leader_only: bool = False) -> Dict[str, Any]:
-    """Send a signal ("SIGTERM", "INT", "9", ...) to a process's whole process group.
+async def send_signal(
+    id: ProcessId,
+    signal: Annotated[SignalName, Field(description="The signal to send.")] = "SIGTERM",
+    leader_only: Annotated[
+        bool, Field(description="Signal only the process itself, not the rest of its process group.")
+    ] = False,
+) -> Dict[str, Any]:
+    """Send a signal to a process's whole process group (SIGTERM by default).
 
     leader_only=true signals only the process itself, not its children.
     """
@@ -289,12 +566,30 @@ async def send_signal(id: str, signal: str = "SIGTERM", leader_only: bool = Fals
 
 
 @server.tool()
-async def list_processes(state: str = "all") -> Dict[str, Any]:
-    """List the daemon's processes, oldest first: "all", "running" or "exited"."""
+async def list_processes(
+    state: Annotated[StateName, Field(description='Which processes: "all", "running" or "exited".')] = "all",
+    limit: Annotated[
+        int,
+        Field(description=f"Show at most this many, the most recent (1 to {MAX_LIST_LIMIT}).", ge=1, le=MAX_LIST_LIMIT),
+    ] = DEFAULT_LIST_LIMIT,
+) -> Dict[str, Any]:
+    """List the daemon's most recent processes (at most limit), oldest first.
+
+    "total" counts every match; a note says how many older ones are not shown.
+    """
     if state not in _STATES_BY_NAME:
         raise ToolError(f"state must be one of {sorted(_STATES_BY_NAME)}")
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ToolError(f"limit must be in [1, {MAX_LIST_LIMIT}]")
     resp = await _call(_get_client().process.List, pb.ListRequest(state=_STATES_BY_NAME[state]))
-    return {"processes": [_summary(p) for p in resp.processes]}
+    procs = list(resp.processes)
+    shown = procs[-limit:]
+    result: Dict[str, Any] = {"processes": [_summary(p) for p in shown], "total": len(procs)}
+    rest = len(procs) - len(shown)
+    if rest:
+        result["not_shown"] = rest
+        result["note"] = f"… and {rest} older process{'es' if rest != 1 else ''} not shown"
+    return result
 
 
 _AGENT_STATUS = {
@@ -316,6 +611,21 @@ _IDLE_OUTCOME = {
 }
 # The most agent_output returns: RecentOutput's own limit is 8 MiB, too much for a model.
 MAX_AGENT_OUTPUT_BYTES = 1 << 20
+
+# Terminal escape sequences: OSC (to BEL or ST), DCS/SOS/PM/APC strings (to ST), CSI (an
+# unfinished one at the end too), the other ESC sequences, and a lone ESC.
+_ESCAPES = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*(?:[@-~]|$)"
+    r"|\x1b[ -/]*[0-~]"
+    r"|\x1b"
+)
+
+
+def strip_escapes(text: str) -> str:
+    """text without terminal escape sequences (colors, cursor moves, titles, modes)."""
+    return _ESCAPES.sub("", text)
 
 
 def _agent_summary(a: apb.AgentInfo) -> Dict[str, Any]:
@@ -341,6 +651,9 @@ def _wait_ms(seconds: float, what: str) -> int:
     return max(1, int(seconds * 1000))
 
 
+AgentName = Annotated[str, Field(description="The agent's name.")]
+
+
 @server.tool()
 async def list_agents() -> Dict[str, Any]:
     """List the daemon's agents, in name order: name, command, kind (crew agents are
@@ -351,11 +664,15 @@ async def list_agents() -> Dict[str, Any]:
 
 @server.tool()
 async def nudge_agent(
-    name: str,
-    message: str,
-    wait_for_idle: bool = False,
-    timeout_seconds: float = 30.0,
-    submit: bool = True,
+    name: AgentName,
+    message: Annotated[str, Field(description="The text to type into the agent's terminal.")],
+    wait_for_idle: Annotated[
+        bool, Field(description="First wait (at most timeout_seconds) until the terminal has been quiet.")
+    ] = False,
+    timeout_seconds: Annotated[
+        float, Field(description="With wait_for_idle: how long to wait, in seconds.", gt=0, le=MAX_TIMEOUT_SECONDS)
+    ] = 30.0,
+    submit: Annotated[bool, Field(description="Press Enter after the message.")] = True,
 ) -> Dict[str, Any]:
     """Type message into an agent's terminal, then press Enter (submit=false: do not).
 
@@ -374,12 +691,27 @@ async def nudge_agent(
 
 
 @server.tool()
-async def agent_output(name: str, max_bytes: int = 16384, wait_idle_seconds: float = 0.0) -> Dict[str, Any]:
-    """The last max_bytes of an agent's terminal output (its current or last run), as text.
+async def agent_output(
+    name: AgentName,
+    max_bytes: Annotated[
+        int,
+        Field(description=f"How many of the last bytes to read (1 to {MAX_AGENT_OUTPUT_BYTES}).", ge=1, le=MAX_AGENT_OUTPUT_BYTES),
+    ] = 16384,
+    wait_idle_seconds: Annotated[
+        float,
+        Field(description="First wait up to this long for the terminal to go quiet (0: do not wait).", ge=0, le=MAX_TIMEOUT_SECONDS),
+    ] = 0.0,
+    keep_escapes: Annotated[
+        bool,
+        Field(description="Keep terminal escape sequences (colors, cursor moves, titles); by default they are removed."),
+    ] = False,
+) -> Dict[str, Any]:
+    r"""The last max_bytes of an agent's terminal output (its current or last run), as text.
 
     wait_idle_seconds > 0 first waits up to that long for the terminal to go quiet (for
     example after nudge_agent, to read the whole answer); "idle" then says whether it did.
-    Terminal output may hold escape sequences and uses "\r\n" line ends.
+    Terminal escape sequences are removed unless keep_escapes=true. Line ends are "\r\n".
+    When older output is left out, the text starts at a line start if one is near.
     """
     if not 0 < max_bytes <= MAX_AGENT_OUTPUT_BYTES:
         raise ToolError(f"max_bytes must be in (0, {MAX_AGENT_OUTPUT_BYTES}]")
@@ -393,10 +725,27 @@ async def agent_output(name: str, max_bytes: int = 16384, wait_idle_seconds: flo
         )
         result["idle"] = _IDLE_OUTCOME.get(w.outcome, "unknown")
     resp = await _call(client.agent.RecentOutput, apb.RecentOutputRequest(name=name, bytes=max_bytes))
-    result["output"] = resp.data.decode("utf-8", errors="replace")
-    result["offset"] = resp.offset
-    if resp.offset:
-        result["note"] = f"the first {resp.offset} bytes of this run's output are not shown"
+    data, offset, snapped = resp.data, resp.offset, False
+    if offset:
+        # Older output was left out: start at a line start when one is near.
+        j = data.find(b"\n", 0, LINE_SNAP_BYTES)
+        if 0 <= j < len(data) - 1:
+            data, snapped = data[j + 1 :], True
+        else:
+            data = _skip_continuation(data)
+        offset += len(resp.data) - len(data)
+    if not _is_text(data):
+        result["output"] = _binary_note(len(data), data)
+        result["binary"] = True
+    else:
+        text = _decode(data)
+        result["output"] = text if keep_escapes else strip_escapes(text)
+    result["offset"] = offset
+    if offset:
+        note = f"the first {offset} bytes of this run's output are not shown"
+        if snapped:
+            note += " (cut at a line boundary)"
+        result["note"] = note
     return result
 
 

@@ -1,5 +1,5 @@
 """Entry point of ``python -m tend_client.mcp``: the MCP server on stdio."""
 
-from tend_client.mcp_server import main
+from tend_client.mcp import main
 
 main()
