@@ -179,3 +179,159 @@ def test_mcp_agent_tools(make_daemon):
             await agent_scenario(daemon.addr)
 
     anyio.run(main)
+
+
+def test_missing_mcp_message():
+    """Without the mcp package: one line on stderr saying what to install, exit status 1."""
+    env = clean_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src_dir(), env.get("PYTHONPATH", "")) if p)
+    # None in sys.modules makes `import mcp` fail as if it were not installed.
+    code = "import runpy, sys; sys.modules['mcp'] = None; runpy.run_module('tend_client.mcp', run_name='__main__', alter_sys=True)"
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert p.stdout == ""
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "tend-client[mcp]" in lines[0] and "pip install './clients/python[mcp]'" in lines[0], lines[0]
+    assert "Traceback" not in p.stderr
+
+
+def tool_schema(tool) -> Dict[str, Any]:
+    return getattr(tool, "input_schema", None) or tool.inputSchema
+
+
+def init_server_info(init) -> Any:
+    return getattr(init, "server_info", None) or init.serverInfo
+
+
+def text_head_tail(text: str):
+    """(head lines, marker, tail lines) of a view with one omission marker."""
+    head, sep, rest = text.partition("[... ")
+    assert sep, text
+    marker, _, tail = rest.partition(" ...]\n")
+    return head.splitlines(), marker, tail.splitlines()
+
+
+async def schema_and_views_scenario(addr: str) -> None:
+    async with stdio_client(server_params(addr)) as (read, write):
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            info = init_server_info(init)
+            assert info.name == "tend" and info.version == tend_client.__version__, info
+
+            tools = {t.name: t for t in (await session.list_tools()).tools}
+            for t in tools.values():
+                for param, prop in tool_schema(t).get("properties", {}).items():
+                    assert prop.get("description"), f"{t.name}.{param} has no description"
+            props = {name: tool_schema(t).get("properties", {}) for name, t in tools.items()}
+            assert props["read_output"]["stream"]["enum"] == ["all", "stdout", "stderr", "terminal"]
+            assert props["list_processes"]["state"]["enum"] == ["all", "running", "exited"]
+            assert {"SIGTERM", "SIGINT", "SIGKILL", "SIGHUP"} <= set(props["send_signal"]["signal"]["enum"])
+            assert props["list_processes"]["limit"]["maximum"] >= props["list_processes"]["limit"]["default"]
+            desc = tools["agent_output"].description
+            assert "\\r\\n" in desc and "\r" not in desc, desc
+
+            async def call(tool: str, **args) -> Any:
+                return await session.call_tool(tool, args)
+
+            # Cuts at line boundaries: seq's lines are short, so both cuts move to one.
+            r = result_of(await call("run_command", command="seq 1 100000", timeout_seconds=30))
+            r = result_of(await call("read_output", id=r["id"], head_bytes=1000, tail_bytes=1000))
+            head, marker, tail = text_head_tail(r["stdout"])
+            assert "line boundar" in marker, marker
+            assert head == [str(i) for i in range(1, len(head) + 1)], head[-3:]
+            assert tail == [str(i) for i in range(100001 - len(tail), 100001)], tail[:3]
+            # The omitted bytes are exactly the lines left out, and the cuts moved at most 256 bytes.
+            omitted = sum(len(f"{i}\n") for i in range(len(head) + 1, 100001 - len(tail)))
+            assert marker == f"{omitted} bytes omitted; cut at line boundaries", marker
+            assert 1000 - 256 <= sum(len(x) + 1 for x in head) <= 1000
+            assert 1000 - 256 <= sum(len(x) + 1 for x in tail) <= 1000
+            assert any("line boundaries" in n for n in r["truncation"]), r["truncation"]
+
+            # No line boundary near the cut: the cut stays where it was.
+            r = result_of(await call("run_command", command="head -c 50000 /dev/zero | tr '\\0' a", timeout_seconds=30))
+            head, marker, tail = text_head_tail(r["stdout"])
+            assert marker.endswith("bytes omitted") and "line" not in marker, marker
+
+            # Binary output is described, not dumped.
+            r = result_of(await call("run_command", command="printf 'PK\\000\\001\\377\\376 data'", timeout_seconds=30))
+            assert r["stdout"].startswith("[binary output: 11 bytes;"), r["stdout"]
+            assert "\0" not in r["stdout"] and "\ufffd" not in r["stdout"]
+            assert any("binary" in n for n in r["truncation"]), r
+            r = result_of(await call("run_command", command="printf 'caf\\351\\n'", timeout_seconds=30))
+            assert r["stdout"].startswith("[binary output: 5 bytes;"), r["stdout"]
+            r = result_of(await call("run_command", command="head -c 100000 /dev/urandom", timeout_seconds=30))
+            assert r["stdout"].startswith("[binary output: 100000 bytes;"), r["stdout"][:200]
+            # Text that is not ASCII is text.
+            r = result_of(await call("run_command", command="printf 'h\\303\\251llo \\342\\234\\223\\n'", timeout_seconds=30))
+            assert r["stdout"] == "héllo ✓\n" and "truncation" not in r, r
+
+            # list_processes: the most recent `limit`, and a count of the rest.
+            ids = [result_of(await call("run_command", command="true", timeout_seconds=30))["id"] for _ in range(4)]
+            r = result_of(await call("list_processes", limit=3))
+            assert [p["id"] for p in r["processes"]] == ids[-3:], r
+            assert r["total"] >= 9 and r["not_shown"] == r["total"] - 3, r
+            assert f"… and {r['not_shown']} older processes not shown" in r["note"], r
+            r = result_of(await call("list_processes"))
+            assert len(r["processes"]) == r["total"] and "note" not in r, r
+            msg = error_text(await call("list_processes", limit=0))
+            assert "limit" in msg, msg
+            msg = error_text(await call("list_processes", limit=100000))
+            assert "limit" in msg, msg
+
+
+@needs_mcp
+def test_mcp_schema_version_and_views(daemon):
+    async def main():
+        with anyio.fail_after(SESSION_TIMEOUT):
+            await schema_and_views_scenario(daemon.addr)
+
+    anyio.run(main)
+
+
+ESCAPES_SCRIPT = (
+    r"printf '\033[1;31mred\033[0m \033]0;a title\007plain\033(B \033[?25ldone\n'; "
+    r"seq 1 2000; exec cat"
+)
+
+
+async def agent_escapes_scenario(addr: str) -> None:
+    from tend_client import agent_pb2 as apb
+
+    with tend_client.connect(addr, token="") as c:
+        c.agent.Spawn(apb.SpawnRequest(spec=apb.AgentSpec(name="esc", argv=["sh", "-c", ESCAPES_SCRIPT])), timeout=30)
+
+    async with stdio_client(server_params(addr)) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+
+            async def call(tool: str, **args) -> Any:
+                return await session.call_tool(tool, args)
+
+            # Escape sequences are stripped by default and kept on request.
+            r = result_of(await call("agent_output", name="esc", wait_idle_seconds=10))
+            assert r["idle"] == "idle", r
+            assert r["output"].startswith("red plain done\r\n1\r\n2\r\n"), r["output"][:100]
+            assert "\x1b" not in r["output"] and "\x07" not in r["output"], r["output"][:100]
+            r = result_of(await call("agent_output", name="esc", keep_escapes=True))
+            assert r["output"].startswith("\x1b[1;31mred\x1b[0m \x1b]0;a title\x07plain\x1b(B \x1b[?25ldone\r\n"), r["output"][:100]
+
+            # A tail that starts mid-line starts at the next line instead, and says so.
+            r = result_of(await call("agent_output", name="esc", max_bytes=100))
+            lines = r["output"].split("\r\n")
+            assert lines[-1] == "" and lines[-2] == "2000", lines
+            nums = [int(x) for x in lines[:-1]]
+            assert nums == list(range(nums[0], 2001)), nums
+            assert len(r["output"]) < 100 and r["offset"] > 0, r
+            assert "line boundary" in r["note"], r
+
+
+@needs_mcp
+def test_mcp_agent_output_escapes_and_lines(make_daemon):
+    daemon = make_daemon("--quiescence-ms", "300")
+
+    async def main():
+        with anyio.fail_after(SESSION_TIMEOUT):
+            await agent_escapes_scenario(daemon.addr)
+
+    anyio.run(main)
