@@ -32,7 +32,7 @@ from __future__ import annotations
 import codecs
 import re
 import shlex
-from typing import Any, Dict, List, Literal, Optional, Tuple
+from typing import Annotated, Any, Dict, List, Literal, Optional
 
 import grpc
 
@@ -50,11 +50,6 @@ except ImportError:  # mcp 1.x
     from mcp.server.fastmcp import FastMCP as _Server
     from mcp.server.fastmcp.exceptions import ToolError
 from pydantic import Field  # a dependency of mcp
-
-try:
-    from typing import Annotated
-except ImportError:  # Python < 3.9 is not supported (requires-python), but be plain about it.
-    from typing_extensions import Annotated  # type: ignore[assignment]
 
 from tend_client import AsyncClient, __version__, connect_async
 from tend_client import agent_pb2 as apb
