@@ -6,6 +6,7 @@ mod authority;
 mod cli;
 mod daemon;
 mod exec;
+mod fault;
 mod io;
 mod lifecycle;
 mod output;

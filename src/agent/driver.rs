@@ -219,20 +219,15 @@ fn run(agents: &Agents, agent: &Arc<Agent>) -> Result<Arc<Process>> {
     Ok(p)
 }
 
-/// End a run by hand: SIGTERM and SIGHUP to its group, SIGKILL after `timeout`; then record
-/// and announce the exit, as for any other.
+/// End a run by hand: SIGTERM and SIGHUP to its group and cgroup, SIGKILL to everything it
+/// started after `timeout` (the supervisor's `terminate`); then record and announce the exit,
+/// as for any other.
 ///
 /// SIGHUP is a terminal hangup: interactive shells and REPLs ignore SIGTERM but end on it, and an
-/// agent's terminal is going away. Sending it too spares them the whole timeout.
-async fn stop_run(agents: &Agents, agent: &Agent, p: &Process, timeout: Duration) {
-    let sup = &agents.inner.sup;
+/// agent's terminal is going away (`terminate` sends it to PTY processes, as every agent is).
+async fn stop_run(agents: &Agents, agent: &Agent, p: &Arc<Process>, timeout: Duration) {
     if p.running() {
-        let _ = sup.signal(p, libc::SIGTERM, false);
-        let _ = sup.signal(p, libc::SIGHUP, false);
-        if !sup.wait(p, Some(timeout)).await {
-            let _ = sup.signal(p, libc::SIGKILL, false);
-            sup.wait(p, Some(Duration::from_secs(10))).await;
-        }
+        agents.inner.sup.terminate(p, timeout).await;
     }
     let exit = p.exit();
     agent.state().last_exit = exit.clone();

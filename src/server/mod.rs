@@ -161,6 +161,16 @@ pub async fn serve(
             tracing::error!(result = ?r, "a listener stopped unexpectedly; shutting down");
         }
     }
+    // Visible at once: health checks answer NOT_SERVING while the processes are stopped.
+    health
+        .set_not_serving::<pb::process_service_server::ProcessServiceServer<ProcessApi>>()
+        .await;
+    health
+        .set_not_serving::<pb::agent_service_server::AgentServiceServer<AgentApi>>()
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
     // Processes first: their streams end with their exit events, then the listeners close.
     sup.shutdown(config.grace).await;
     let _ = stop_tx.send(true);

@@ -1,5 +1,6 @@
 //! The process supervisor: the table of processes, starting them, their output and exit, signals,
 //! retention and shutdown. Knows nothing of gRPC.
+mod cgroup;
 mod dispositions;
 mod fdio;
 mod input;
@@ -30,6 +31,19 @@ use self::spec::Spec;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 
+/// What is left of an exited process while its group or cgroup still holds something.
+#[derive(Debug, Clone)]
+struct Lingering {
+    id: String,
+    cgroup: Option<std::path::PathBuf>,
+}
+
+impl Lingering {
+    fn alive(&self, pgid: u32) -> bool {
+        group_alive(pgid) || self.cgroup.as_deref().is_some_and(cgroup::populated)
+    }
+}
+
 /// Filters of `list`.
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
@@ -46,6 +60,8 @@ pub struct Supervisor {
 struct Inner {
     limits: Limits,
     records: Records,
+    /// Each process's cgroup is made under this one, where cgroup v2 is writable.
+    cgroups: Option<cgroup::Cgroups>,
     reaper: Arc<reaper::Reaper>,
     table: Mutex<Table>,
     shutting_down: AtomicBool,
@@ -59,8 +75,9 @@ struct Table {
     names: HashMap<String, u64>,
     requests: HashMap<String, u64>,
     running: usize,
-    /// Groups whose leader exited while other members lived on, by pgid, with their record id.
-    lingering: HashMap<u32, String>,
+    /// Processes whose leader exited while something of theirs lived on (other members of the
+    /// group, or processes in their cgroup), by pgid.
+    lingering: HashMap<u32, Lingering>,
 }
 
 impl Table {
@@ -92,22 +109,46 @@ impl Table {
 const READ_CHUNK: usize = 256 << 10;
 
 impl Supervisor {
-    /// A supervisor keeping its records in `state_dir`. Sweeps the groups a dead predecessor
-    /// left first. Must run inside a tokio runtime.
+    /// A supervisor keeping its records in `state_dir`. What a dead predecessor left is swept
+    /// in the background: the daemon serves at once, and the sweep never touches what this one
+    /// starts. Must run inside a tokio runtime.
     pub fn new(state_dir: &std::path::Path, limits: Limits) -> Result<Supervisor> {
-        let records = Records::open(state_dir, Owner::current()?)?;
-        let swept = records.sweep();
-        if swept.removed > 0 {
-            tracing::info!(
-                records = swept.removed,
-                killed = ?swept.killed,
-                "swept process groups left by a previous daemon"
-            );
-        }
+        let owner = Owner::current()?;
+        let cgroups = match cgroup::Cgroups::create(&owner.name()) {
+            Ok(c) => {
+                tracing::info!(
+                    cgroup = %c.root().display(),
+                    "containment: a cgroup v2 per process (cgroup.kill), and the TEND_ORIGIN marker"
+                );
+                Some(c)
+            }
+            Err(why) => {
+                tracing::info!(
+                    reason = why,
+                    "containment: process groups and the TEND_ORIGIN marker (no writable cgroup v2)"
+                );
+                None
+            }
+        };
+        let records = Records::open(state_dir, owner, cgroups.as_ref().map(|c| c.root()))?;
+        let sweeping = records.clone();
+        let _ = std::thread::Builder::new()
+            .name("tend-sweep".into())
+            .spawn(move || {
+                let swept = sweeping.sweep();
+                if swept.removed > 0 || !swept.killed.is_empty() {
+                    tracing::info!(
+                        records = swept.removed,
+                        killed = swept.killed.len(),
+                        "swept what a previous daemon left"
+                    );
+                }
+            });
         Ok(Supervisor {
             inner: Arc::new(Inner {
                 limits,
                 records,
+                cgroups,
                 reaper: reaper::Reaper::start(),
                 table: Mutex::new(Table::default()),
                 shutting_down: AtomicBool::new(false),
@@ -177,6 +218,12 @@ impl Supervisor {
         env.insert(key, marker);
         let spawned = spawn::spawn(&spec, &program, &env, &self.inner.reaper)
             .inspect_err(|_| self.inner.records.remove(&id))?;
+        // At once: what the child starts from now on is born in its cgroup.
+        let cgroup = self.inner.cgroups.as_ref().and_then(|c| {
+            c.adopt(&id, spawned.pid)
+                .inspect_err(|e| tracing::warn!(id, error = %e, "cannot make the process's cgroup"))
+                .ok()
+        });
         let limits = &self.inner.limits;
         let max_pending = limits.max_pending_input;
 
@@ -239,8 +286,8 @@ impl Supervisor {
             spec,
             pid,
             output,
-            input,
-            master,
+            (input, master),
+            cgroup.clone(),
         ));
         table.insert(process.clone());
         table.running += 1;
@@ -250,7 +297,7 @@ impl Supervisor {
         // findable by its prepared record and its TEND_ORIGIN marker.
         let records = self.inner.records.clone();
         let completing = tokio::task::spawn_blocking(move || {
-            if let Err(e) = records.complete(&id, pid) {
+            if let Err(e) = records.complete(&id, pid, cgroup.as_deref()) {
                 tracing::warn!(id, error = %e, "cannot complete the pgid record");
             }
         });
@@ -315,7 +362,13 @@ impl Supervisor {
             let mut table = self.table();
             table.running -= 1;
             self.evict(&mut table);
-            table.lingering.insert(p.pid, p.id.clone());
+            table.lingering.insert(
+                p.pid,
+                Lingering {
+                    id: p.id.clone(),
+                    cgroup: p.cgroup.clone(),
+                },
+            );
         }
         // The pgid records are the daemon's own business: let the streams woken by finish send
         // their exited events before the file system work below.
@@ -326,10 +379,13 @@ impl Supervisor {
         let mut table = self.table();
         // Forget groups that have emptied since (this one included), and their records.
         let records = &self.inner.records;
-        table.lingering.retain(|pgid, id| {
-            let alive = group_alive(*pgid);
+        table.lingering.retain(|pgid, l| {
+            let alive = l.alive(*pgid);
             if !alive {
-                records.remove(id);
+                records.remove(&l.id);
+                if let Some(cg) = &l.cgroup {
+                    cgroup::remove(cg);
+                }
             }
             alive
         });
@@ -421,23 +477,47 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Stop a running process in the background: SIGTERM to its group (and SIGHUP, on a PTY,
-    /// whose terminal is going away), then SIGKILL if it is still running after `grace`.
+    /// Stop a process in the background, as `terminate` does.
     pub fn stop(&self, p: &Arc<Process>, grace: Duration) {
-        let group = -(p.pid as i32);
-        // SAFETY: kill(2) of a group whose leader we have not reaped.
-        unsafe { libc::kill(group, libc::SIGTERM) };
-        if p.pty_size().is_some() {
-            // SAFETY: as above.
-            unsafe { libc::kill(group, libc::SIGHUP) };
-        }
         let (this, p) = (self.clone(), p.clone());
-        tokio::spawn(async move {
-            if !this.wait(&p, Some(grace)).await {
-                // SAFETY: the leader is still unreaped, so the group is still ours.
-                unsafe { libc::kill(group, libc::SIGKILL) };
+        tokio::spawn(async move { this.terminate(&p, grace).await });
+    }
+
+    /// Stop a process and everything it started: SIGTERM to its group and its cgroup (and
+    /// SIGHUP, on a PTY, whose terminal is going away); after `grace`, or once they are gone,
+    /// SIGKILL to whatever is left of the group, the cgroup, and every process carrying its
+    /// marker (what left both with `setsid` or a double fork). Returns once the leader's exit
+    /// is recorded (bounded).
+    pub async fn terminate(&self, p: &Arc<Process>, grace: Duration) {
+        let tree = Tree::of(p);
+        tree.signal(libc::SIGTERM);
+        if p.pty_size().is_some() {
+            tree.signal(libc::SIGHUP);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while (p.running() || tree.alive()) && tokio::time::Instant::now() < deadline {
+            let step = tokio::time::Instant::now() + Duration::from_millis(20);
+            let _ = tokio::time::timeout_at(step.min(deadline), self.wait(p, None)).await;
+        }
+        self.kill_tree(tree).await;
+        self.wait(
+            p,
+            Some(self.inner.limits.drain_timeout + Duration::from_secs(5)),
+        )
+        .await;
+    }
+
+    /// SIGKILL everything of a process: its group, its cgroup, and its marker's carriers.
+    async fn kill_tree(&self, tree: Tree) {
+        let marker = self.inner.records.marker(&tree.id).1;
+        let _ = tokio::task::spawn_blocking(move || {
+            tree.signal(libc::SIGKILL);
+            if let Some(cg) = &tree.cgroup {
+                let _ = cgroup::kill(cg);
             }
-        });
+            records::kill_marked(|m| m == marker)
+        })
+        .await;
     }
 
     /// Wait until the process exits or `timeout` passes; true when it exited.
@@ -469,64 +549,124 @@ impl Supervisor {
                     p.id
                 )));
             }
-            // SAFETY: kill(2) of a group whose leader we have not reaped.
-            unsafe { libc::kill(-(p.pid as i32), libc::SIGKILL) };
-            self.wait(
-                &p,
-                Some(self.inner.limits.drain_timeout + Duration::from_secs(5)),
-            )
-            .await;
+            self.terminate(&p, Duration::ZERO).await;
         }
         let mut table = self.table();
         table.remove(p.seq);
         Ok(())
     }
 
-    /// Stop everything: SIGTERM every group (and SIGHUP every PTY session), wait up to `grace`,
-    /// SIGKILL what is left, and remove the records of groups that are gone.
+    /// Stop everything: SIGTERM every group and cgroup (and SIGHUP every PTY session), wait up
+    /// to `grace`, then SIGKILL what is left — the daemon's whole cgroup, every group, and every
+    /// process carrying this daemon's marker, `setsid` or not — and remove the records (and this
+    /// daemon's own) once nothing is left.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutting_down.store(true, Ordering::Release);
-        let (targets, terminals) = {
+        let (trees, terminals) = {
             let table = self.table();
             let running = table.procs.values().filter(|p| p.running());
-            let mut targets: Vec<(u32, String)> =
-                running.clone().map(|p| (p.pid, p.id.clone())).collect();
-            targets.extend(table.lingering.iter().map(|(k, v)| (*k, v.clone())));
+            let mut trees: Vec<Tree> = running.clone().map(|p| Tree::of(p)).collect();
+            trees.extend(table.lingering.iter().map(|(pgid, l)| Tree {
+                pgid: *pgid,
+                id: l.id.clone(),
+                cgroup: l.cgroup.clone(),
+            }));
             let terminals: Vec<u32> = running
                 .filter(|p| p.pty_size().is_some())
                 .map(|p| p.pid)
                 .collect();
-            (targets, terminals)
+            (trees, terminals)
         };
-        let send = |sig| {
-            for (pgid, _) in &targets {
-                // SAFETY: kill(2) of our own groups.
-                unsafe { libc::kill(-(*pgid as i32), sig) };
-            }
-        };
-        send(libc::SIGTERM);
+        for t in &trees {
+            t.signal(libc::SIGTERM);
+        }
         // Their terminals are going away: interactive shells ignore SIGTERM but obey a hangup.
         for pgid in &terminals {
             // SAFETY: kill(2) of our own groups.
             unsafe { libc::kill(-(*pgid as i32), libc::SIGHUP) };
         }
-        let all_gone = || targets.iter().all(|(pgid, _)| !group_alive(*pgid));
+        let all_gone = || trees.iter().all(|t| !t.alive());
         let deadline = Instant::now() + grace;
         while !all_gone() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if !all_gone() {
-            send(libc::SIGKILL);
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while !all_gone() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        let cgroups = self.inner.cgroups.as_ref().map(|c| c.root().to_path_buf());
+        let prefix = self.inner.records.marker_prefix();
+        let killing = trees.clone();
+        let left = tokio::task::spawn_blocking(move || {
+            for t in &killing {
+                t.signal(libc::SIGKILL);
+            }
+            if let Some(root) = &cgroups {
+                let _ = cgroup::kill(root);
+            }
+            let mut killed = records::kill_marked(|m| m.starts_with(&prefix));
+            // cgroup.kill and SIGKILL are asynchronous: wait (bounded) until nothing is left.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let cgroup_busy = cgroups.as_deref().is_some_and(cgroup::populated);
+                let left = records::marked(|m| m.starts_with(&prefix));
+                if (!cgroup_busy && left.is_empty()) || Instant::now() >= deadline {
+                    killed.extend(&left);
+                    return left.len() + usize::from(cgroup_busy);
+                }
+                killed.extend(records::kill_marked(|m| m.starts_with(&prefix)));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+        .await
+        .unwrap_or(1);
+        for t in &trees {
+            if !t.alive() {
+                self.inner.records.remove(&t.id);
             }
         }
-        for (pgid, id) in &targets {
-            if !group_alive(*pgid) {
-                self.inner.records.remove(id);
+        if left == 0 && trees.iter().all(|t| !t.alive()) {
+            if let Some(c) = &self.inner.cgroups {
+                cgroup::remove(c.root());
+            }
+            self.inner.records.close();
+        } else {
+            tracing::warn!(
+                left,
+                "processes of this daemon survived the shutdown; the next daemon's sweep kills them"
+            );
+        }
+    }
+}
+
+/// What a process consists of, for signalling all of it.
+#[derive(Debug, Clone)]
+struct Tree {
+    pgid: u32,
+    id: String,
+    cgroup: Option<std::path::PathBuf>,
+}
+
+impl Tree {
+    fn of(p: &Process) -> Tree {
+        Tree {
+            pgid: p.pid,
+            id: p.id.clone(),
+            cgroup: p.cgroup.clone(),
+        }
+    }
+
+    /// Signal the group and every process in the cgroup.
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) of a group the daemon made (its leader unreaped, or members left).
+        unsafe { libc::kill(-(self.pgid as i32), sig) };
+        if let Some(cg) = &self.cgroup {
+            for pid in cgroup::members(cg) {
+                // SAFETY: plain kill(2) of a process in the process's cgroup.
+                unsafe { libc::kill(pid as i32, sig) };
             }
         }
+    }
+
+    /// Whether anything of it runs: the group, or the cgroup.
+    fn alive(&self) -> bool {
+        group_alive(self.pgid) || self.cgroup.as_deref().is_some_and(cgroup::populated)
     }
 }
 

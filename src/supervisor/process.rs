@@ -29,6 +29,8 @@ pub struct Process {
     pub started_at: SystemTime,
     pub(super) started: Instant,
     pub output: Output,
+    /// Its cgroup, where the daemon has cgroups.
+    pub cgroup: Option<std::path::PathBuf>,
     input: Mutex<Option<Input>>,
     pty: Option<Mutex<(Box<dyn MasterPty + Send>, PtySize)>>,
 }
@@ -50,8 +52,8 @@ impl Process {
         spec: Spec,
         pid: u32,
         output: Output,
-        input: Option<Input>,
-        pty: Option<Box<dyn MasterPty + Send>>,
+        (input, pty): (Option<Input>, Option<Box<dyn MasterPty + Send>>),
+        cgroup: Option<std::path::PathBuf>,
     ) -> Process {
         let pty = pty.map(|m| Mutex::new((m, spec.pty.expect("a PTY process has a size"))));
         Process {
@@ -62,6 +64,7 @@ impl Process {
             started_at: SystemTime::now(),
             started: Instant::now(),
             output,
+            cgroup,
             input: Mutex::new(input),
             pty,
         }

@@ -1,5 +1,10 @@
-//! Process-group records in `<state_dir>/pgids/`, and the start-up sweep that kills the groups a
+//! Process-group records in `<state_dir>/pgids/`, and the start-up sweep that kills what a
 //! crashed predecessor left behind.
+//!
+//! Each daemon also writes a record of its own there (`daemon.<pid>.<start>.json`, with its
+//! cgroup when it has one), removed at a clean shutdown once nothing of it is left. So a crashed
+//! daemon's descendants are found even after their process's record went (a `setsid` child
+//! whose leader exited normally): by the daemon's cgroup, and by the marker.
 //!
 //! A record is written before the child is spawned, and the child carries a marker in its
 //! environment (`TEND_ORIGIN`), so no child can run without being findable: once the spawn
@@ -45,6 +50,23 @@ impl Owner {
         self.boot_id == boot_id
             && proc_stat(self.pid).is_some_and(|s| s.start_ticks == self.start_ticks)
     }
+
+    /// The part of every marker of this owner's children before the process id.
+    fn marker_prefix(&self) -> String {
+        format!("{}:{}:{}:", self.boot_id, self.pid, self.start_ticks)
+    }
+
+    /// The name of this owner's own record (and cgroup).
+    pub fn name(&self) -> String {
+        format!("tend.{}.{}", self.pid, self.start_ticks)
+    }
+}
+
+/// A daemon's own record: who it is and where its cgroup is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DaemonRecord {
+    owner: Owner,
+    cgroup: Option<PathBuf>,
 }
 
 /// One process group the daemon started.
@@ -56,6 +78,9 @@ pub struct Record {
     pub owner: Owner,
     /// The leader's start time, filled in after the spawn; tells a reused PGID from ours.
     pub leader_start_ticks: Option<u64>,
+    /// The process's cgroup, when the daemon has cgroups.
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
 }
 
 /// The facts of `/proc/<pid>/stat` the sweep needs.
@@ -114,6 +139,68 @@ pub struct Records {
     owner: Owner,
 }
 
+/// One pass over `/proc`: every process's group, start time and marker.
+struct Snapshot {
+    procs: Vec<(u32, ProcStat, Option<String>)>,
+}
+
+impl Snapshot {
+    fn take() -> Snapshot {
+        let procs = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| {
+                let stat = proc_stat(pid)?;
+                Some((pid, stat, marker_of(pid)))
+            })
+            .collect();
+        Snapshot { procs }
+    }
+}
+
+/// The `TEND_ORIGIN` value in a process's environment.
+fn marker_of(pid: u32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let want = format!("{MARKER}=");
+    env.split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(want.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// SIGKILL every live process whose marker `pick` chooses; their PIDs.
+pub fn kill_marked(pick: impl Fn(&str) -> bool) -> Vec<u32> {
+    let snap = Snapshot::take();
+    kill_in(&snap, |_, _, m| m.is_some_and(&pick))
+}
+
+/// The live processes whose marker `pick` chooses.
+pub fn marked(pick: impl Fn(&str) -> bool) -> Vec<u32> {
+    let me = std::process::id();
+    Snapshot::take()
+        .procs
+        .into_iter()
+        .filter(|(pid, stat, m)| *pid != me && !stat.zombie && m.as_deref().is_some_and(&pick))
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// SIGKILL the processes of a snapshot that `pick` chooses.
+fn kill_in(snap: &Snapshot, pick: impl Fn(u32, &ProcStat, Option<&str>) -> bool) -> Vec<u32> {
+    let me = std::process::id();
+    let mut killed = Vec::new();
+    for (pid, stat, marker) in &snap.procs {
+        if stat.zombie || *pid == me || !pick(*pid, stat, marker.as_deref()) {
+            continue;
+        }
+        // SAFETY: plain kill(2).
+        if unsafe { libc::kill(*pid as i32, libc::SIGKILL) } == 0 {
+            killed.push(*pid);
+        }
+    }
+    killed
+}
+
 /// What a sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SweepReport {
@@ -124,12 +211,39 @@ pub struct SweepReport {
 }
 
 impl Records {
-    /// Open (creating) `<state_dir>/pgids`.
-    pub fn open(state_dir: &Path, owner: Owner) -> Result<Records> {
+    /// Open (creating) `<state_dir>/pgids`, and record this daemon there, with its cgroup.
+    pub fn open(state_dir: &Path, owner: Owner, cgroup: Option<&Path>) -> Result<Records> {
         let dir = state_dir.join("pgids");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        Ok(Records { dir, owner })
+        let records = Records { dir, owner };
+        let me = DaemonRecord {
+            owner: records.owner.clone(),
+            cgroup: cgroup.map(Path::to_path_buf),
+        };
+        let text =
+            serde_json::to_vec(&me).map_err(|e| Error::Internal(format!("encode record: {e}")))?;
+        let path = records.daemon_path(&records.owner);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        Ok(records)
+    }
+
+    fn daemon_path(&self, owner: &Owner) -> PathBuf {
+        self.dir
+            .join(format!("daemon.{}.{}.json", owner.pid, owner.start_ticks))
+    }
+
+    /// The marker prefix of this daemon's children.
+    pub fn marker_prefix(&self) -> String {
+        self.owner.marker_prefix()
+    }
+
+    /// Forget this daemon's own record: at a clean shutdown that left nothing behind.
+    pub fn close(&self) {
+        let _ = std::fs::remove_file(self.daemon_path(&self.owner));
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -150,6 +264,7 @@ impl Records {
             pgid: None,
             owner: self.owner.clone(),
             leader_start_ticks: None,
+            cgroup: None,
         };
         let text = serde_json::to_vec(&record)
             .map_err(|e| Error::Internal(format!("encode record: {e}")))?;
@@ -168,13 +283,14 @@ impl Records {
             .map_err(|e| Error::io(format!("rename {}", tmp.display()), e))
     }
 
-    /// Add the process group and the leader's start time once the child is running.
-    pub fn complete(&self, id: &str, pgid: u32) -> Result<()> {
+    /// Add the process group, the leader's start time and the cgroup once the child runs.
+    pub fn complete(&self, id: &str, pgid: u32, cgroup: Option<&Path>) -> Result<()> {
         self.write(&Record {
             id: id.to_string(),
             pgid: Some(pgid),
             owner: self.owner.clone(),
             leader_start_ticks: proc_stat(pgid).map(|s| s.start_ticks),
+            cgroup: cgroup.map(Path::to_path_buf),
         })
     }
 
@@ -183,13 +299,16 @@ impl Records {
         let _ = std::fs::remove_file(self.path(id));
     }
 
-    /// Kill every recorded group whose owner is dead and remove its record. Records of a live
-    /// owner (this daemon included) are left alone. Idempotent.
+    /// Kill everything a dead owner left — its cgroup, its recorded groups, every process
+    /// carrying its marker — and remove its records. Reads `/proc` once, whatever the number of
+    /// records; what belongs to a live owner (this daemon included) is left alone. Idempotent.
     pub fn sweep(&self) -> SweepReport {
         let mut report = SweepReport::default();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return report;
         };
+        let mut dead_daemons: Vec<(PathBuf, DaemonRecord)> = Vec::new();
+        let mut dead_records: Vec<(PathBuf, Record)> = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name();
@@ -202,32 +321,100 @@ impl Records {
             if !name.ends_with(".json") {
                 continue;
             }
-            let record: Record = match std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-            {
-                Some(r) => r,
+            let bytes = std::fs::read(&path).ok();
+            if name.starts_with("daemon.") {
+                match bytes.and_then(|b| serde_json::from_slice::<DaemonRecord>(&b).ok()) {
+                    Some(d) if d.owner.alive(&self.owner.boot_id) => {}
+                    Some(d) => dead_daemons.push((path, d)),
+                    None => {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                }
+                continue;
+            }
+            match bytes.and_then(|b| serde_json::from_slice::<Record>(&b).ok()) {
+                Some(r) if r.owner.alive(&self.owner.boot_id) => {}
+                Some(r) => dead_records.push((path, r)),
                 None => {
                     // Complete records are renamed into place whole; a torn one is a prepared
                     // record whose child was never spawned.
                     tracing::warn!(path = %path.display(), "removing a torn pgid record");
                     let _ = std::fs::remove_file(&path);
                     report.removed += 1;
-                    continue;
                 }
-            };
-            if record.owner.alive(&self.owner.boot_id) {
-                continue;
             }
-            if record.owner.boot_id == self.owner.boot_id {
-                report.killed.extend(kill_recorded_group(&record));
-                // Children that left the group (or were never known by it) still carry the
-                // marker in their environment.
-                report
-                    .killed
-                    .extend(kill_marked(&record.owner.marker(&record.id)));
+        }
+        if dead_daemons.is_empty() && dead_records.is_empty() {
+            return report;
+        }
+        // After a reboot (another boot id) nothing of the old owners can be alive.
+        let this_boot = |o: &Owner| o.boot_id == self.owner.boot_id;
+        let mut cgroups: Vec<PathBuf> = Vec::new();
+        for (_, d) in dead_daemons.iter().filter(|(_, d)| this_boot(&d.owner)) {
+            if let Some(cg) = &d.cgroup {
+                report.killed.extend(super::cgroup::members(cg));
+                let _ = super::cgroup::kill(cg);
+                cgroups.push(cg.clone());
             }
-            let _ = std::fs::remove_file(&path);
+        }
+        for (_, r) in dead_records.iter().filter(|(_, r)| this_boot(&r.owner)) {
+            if let Some(cg) = &r.cgroup {
+                report.killed.extend(super::cgroup::members(cg));
+                let _ = super::cgroup::kill(cg);
+                cgroups.push(cg.clone());
+            }
+        }
+        let prefixes: std::collections::HashSet<String> = dead_daemons
+            .iter()
+            .map(|(_, d)| d.owner.marker_prefix())
+            .chain(dead_records.iter().map(|(_, r)| r.owner.marker_prefix()))
+            .collect();
+        let groups: std::collections::HashMap<u32, Option<u64>> = dead_records
+            .iter()
+            .filter(|(_, r)| this_boot(&r.owner))
+            .filter_map(|(_, r)| Some((r.pgid?, r.leader_start_ticks)))
+            .collect();
+        let snap = Snapshot::take();
+        // A recorded group whose live leader started at another time was reused: not ours.
+        let reused: std::collections::HashSet<u32> = snap
+            .procs
+            .iter()
+            .filter(|(pid, stat, _)| {
+                groups.get(pid).is_some_and(|want| {
+                    want.is_some_and(|t| stat.pgrp == *pid && stat.start_ticks != t)
+                })
+            })
+            .map(|(pid, _, _)| *pid)
+            .collect();
+        report.killed.extend(kill_in(&snap, |_, stat, marker| {
+            let by_marker = marker.is_some_and(|m| {
+                m.rsplit_once(':')
+                    .is_some_and(|(owner, _)| prefixes.contains(&format!("{owner}:")))
+            });
+            let by_group = !reused.contains(&stat.pgrp)
+                && groups
+                    .get(&stat.pgrp)
+                    .is_some_and(|t| t.is_none_or(|t| stat.start_ticks >= t));
+            by_marker || by_group
+        }));
+        report.killed.sort_unstable();
+        report.killed.dedup();
+        for (path, _) in &dead_records {
+            let _ = std::fs::remove_file(path);
+            report.removed += 1;
+        }
+        // cgroup.kill is asynchronous: the cgroups empty as their processes die.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while cgroups.iter().any(|c| super::cgroup::populated(c))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        for cg in &cgroups {
+            super::cgroup::remove(cg);
+        }
+        for (path, _) in &dead_daemons {
+            let _ = std::fs::remove_file(path);
             report.removed += 1;
         }
         report
@@ -241,57 +428,6 @@ impl Owner {
     fn marker(&self, id: &str) -> String {
         format!("{}:{}:{}:{id}", self.boot_id, self.pid, self.start_ticks)
     }
-}
-
-/// SIGKILL every process whose environment holds `TEND_ORIGIN=<marker>`.
-fn kill_marked(marker: &str) -> Vec<u32> {
-    let want = format!("{MARKER}={marker}");
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut killed = Vec::new();
-    for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if env.split(|&b| b == 0).any(|kv| kv == want.as_bytes()) {
-            // SAFETY: plain kill(2).
-            if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
-                killed.push(pid);
-            }
-        }
-    }
-    killed
-}
-
-fn kill_recorded_group(record: &Record) -> Vec<u32> {
-    let Some(pgid) = record.pgid else {
-        return Vec::new();
-    };
-    let members = group_members(pgid);
-    // A live leader with another start time means the PGID was reused: not ours.
-    if let (Some(want), Some((_, leader))) = (
-        record.leader_start_ticks,
-        members.iter().find(|(pid, _)| *pid == pgid),
-    ) {
-        if leader.start_ticks != want {
-            return Vec::new();
-        }
-    }
-    let mut killed = Vec::new();
-    for (pid, stat) in members {
-        if record
-            .leader_start_ticks
-            .is_some_and(|t| stat.start_ticks < t)
-        {
-            continue;
-        }
-        // SAFETY: plain kill(2).
-        if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
-            killed.push(pid);
-        }
-    }
-    killed
 }
 
 #[cfg(test)]
@@ -312,7 +448,7 @@ mod tests {
     fn the_sweep_kills_a_dead_owners_marked_child_and_drops_torn_records() {
         let dir = tempfile::tempdir().unwrap();
         let me = Owner::current().unwrap();
-        let ghost = Records::open(dir.path(), dead_owner(&me.boot_id)).unwrap();
+        let ghost = Records::open(dir.path(), dead_owner(&me.boot_id), None).unwrap();
         // The ghost prepared p-1 and spawned it, then "crashed" before completing the record.
         ghost.prepare("p-1").unwrap();
         let (k, v) = ghost.marker("p-1");
@@ -333,14 +469,15 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
 
-        let records = Records::open(dir.path(), me).unwrap();
+        let records = Records::open(dir.path(), me, None).unwrap();
         let report = records.sweep();
         assert_eq!(report.killed, vec![child.id()]);
-        assert_eq!(report.removed, 2);
+        // p-1, the torn p-2 and the ghost's own record; this daemon's own record stays.
+        assert_eq!(report.removed, 3);
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
         assert_eq!(
             std::fs::read_dir(dir.path().join("pgids")).unwrap().count(),
-            0
+            1
         );
         // Idempotent.
         assert_eq!(records.sweep(), SweepReport::default());
@@ -349,10 +486,50 @@ mod tests {
     #[test]
     fn a_live_owners_records_are_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let records = Records::open(dir.path(), Owner::current().unwrap()).unwrap();
+        let records = Records::open(dir.path(), Owner::current().unwrap(), None).unwrap();
         records.prepare("p-1").unwrap();
-        records.complete("p-1", std::process::id()).unwrap();
+        records.complete("p-1", std::process::id(), None).unwrap();
         assert_eq!(records.sweep(), SweepReport::default());
         assert!(dir.path().join("pgids/p-1.json").exists());
+    }
+
+    /// Wait until `pid` shows `TEND_ORIGIN` in its environment (a vfork parent resumes first).
+    fn await_marker(pid: u32) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while marker_of(pid).is_none() {
+            assert!(std::time::Instant::now() < deadline, "no marker in {pid}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_dead_daemons_marked_child_dies_after_its_process_record_went() {
+        // The leader exited normally and its record was removed, but a setsid child lives on
+        // with the marker: the dead daemon's own record is enough to find it.
+        let dir = tempfile::tempdir().unwrap();
+        let me = Owner::current().unwrap();
+        let ghost = Records::open(dir.path(), dead_owner(&me.boot_id), None).unwrap();
+        let (k, v) = ghost.marker("p-7");
+        let mut orphan = std::process::Command::new("sleep")
+            .arg("1000")
+            .env(&k, v)
+            .spawn()
+            .unwrap();
+        // A live owner's child (this test's) is left alone.
+        let mine = Records::open(dir.path(), me, None).unwrap();
+        let (k2, v2) = mine.marker("p-1");
+        let mut kept = std::process::Command::new("sleep")
+            .arg("1000")
+            .env(k2, v2)
+            .spawn()
+            .unwrap();
+        await_marker(orphan.id());
+        await_marker(kept.id());
+        let report = mine.sweep();
+        assert_eq!(report.killed, vec![orphan.id()]);
+        assert_eq!(orphan.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert!(kept.try_wait().unwrap().is_none());
+        kept.kill().unwrap();
+        kept.wait().unwrap();
     }
 }

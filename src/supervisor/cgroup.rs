@@ -1,0 +1,192 @@
+//! Containment by cgroup v2, where a writable hierarchy exists: the daemon makes a cgroup of its
+//! own beside itself (`tend.<pid>.<start>`), and every process gets a child cgroup in it. A
+//! cgroup holds everything a process starts, whatever it does with its session or group
+//! (`setsid`, double forks), and `cgroup.kill` (Linux 5.14) kills all of it at once, also what
+//! a crashed daemon left: the daemon's cgroup path is in its record.
+//!
+//! A process is moved into its cgroup right after the spawn returns (posix_spawn has no way to
+//! start it in one), so a child that forks in the first microseconds may stay outside; it still
+//! carries the `TEND_ORIGIN` marker, which stops and the sweep also use.
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The daemon's cgroup, under which each process gets one.
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    root: PathBuf,
+}
+
+impl Cgroups {
+    /// Make the daemon's cgroup, named after it, beside the cgroup the daemon runs in. `Err`
+    /// says why there is none (no cgroup2 mount, not writable, no `cgroup.kill`).
+    pub fn create(name: &str) -> Result<Cgroups, String> {
+        let mount = cgroup2_mount().ok_or("no cgroup2 hierarchy is mounted")?;
+        let own = own_cgroup().ok_or("this process has no cgroup v2 path in /proc/self/cgroup")?;
+        let parent = mount.join(own.trim_start_matches('/'));
+        let root = parent.join(name);
+        match std::fs::create_dir(&root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", root.display())),
+        }
+        if !root.join("cgroup.kill").exists() {
+            let _ = std::fs::remove_dir(&root);
+            return Err(format!(
+                "{} has no cgroup.kill (Linux 5.14 or later needed)",
+                root.display()
+            ));
+        }
+        Ok(Cgroups { root })
+    }
+
+    /// The daemon's cgroup.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Make the cgroup of process `id` and move `pid` into it.
+    pub fn adopt(&self, id: &str, pid: u32) -> io::Result<PathBuf> {
+        let dir = self.root.join(id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string())?;
+        Ok(dir)
+    }
+}
+
+/// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a
+/// hybrid host).
+fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        // Fields: id parent major:minor root mount-point options [optional...] - fstype ...
+        let (head, tail) = line.split_once(" - ")?;
+        if tail.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        let mount = head.split_whitespace().nth(4)?;
+        Some(PathBuf::from(unescape_mount(mount)))
+    })
+}
+
+/// Mount points in mountinfo have spaces and the like as octal escapes.
+fn unescape_mount(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            let digits: String = chars.clone().take(3).collect();
+            if let Ok(v) = u8::from_str_radix(&digits, 8) {
+                out.push(v as char);
+                for _ in 0..3 {
+                    chars.next();
+                }
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// This process's cgroup v2 path (`0::/path`).
+fn own_cgroup() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+}
+
+/// Kill everything in the cgroup at `dir` and below it.
+pub fn kill(dir: &Path) -> io::Result<()> {
+    std::fs::write(dir.join("cgroup.kill"), "1")
+}
+
+/// Whether anything runs in the cgroup at `dir` or below it; false once it is gone.
+pub fn populated(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .map(|e| e.lines().any(|l| l == "populated 1"))
+        .unwrap_or(false)
+}
+
+/// The processes in the cgroup at `dir` and below it.
+pub fn members(dir: &Path) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(members(&e.path()));
+            }
+        }
+    }
+    out
+}
+
+/// Remove the cgroup at `dir` and the (empty) cgroups below it; what still holds processes
+/// stays.
+pub fn remove(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_unescaped() {
+        assert_eq!(unescape_mount("/sys/fs/cgroup"), "/sys/fs/cgroup");
+        assert_eq!(unescape_mount("/a\\040b"), "/a b");
+    }
+
+    #[test]
+    fn a_cgroup_holds_a_setsid_child_and_kill_ends_it() {
+        let name = format!("tend-unit-{}", std::process::id());
+        let cgroups = match Cgroups::create(&name) {
+            Ok(c) => c,
+            Err(why) => {
+                eprintln!("no writable cgroup v2 hierarchy here ({why}); skipping");
+                assert_ne!(
+                    std::env::var("TEND_REQUIRE_CGROUP").as_deref(),
+                    Ok("1"),
+                    "TEND_REQUIRE_CGROUP=1 but {why}"
+                );
+                return;
+            }
+        };
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read x; setsid sleep 1000 & wait"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let dir = cgroups.adopt("p-1", child.id()).unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while members(cgroups.root()).len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "setsid never ran");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(populated(&dir));
+        kill(cgroups.root()).unwrap();
+        child.wait().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while populated(cgroups.root()) {
+            assert!(std::time::Instant::now() < deadline, "still populated");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        remove(cgroups.root());
+        assert!(!cgroups.root().exists());
+    }
+}
