@@ -83,13 +83,41 @@ pub async fn channel(addr: &Addr) -> anyhow::Result<Channel> {
                     }
                 }))
                 .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot reach tend at {shown}: {e}; start it with `tend serve`, or point \
-                         --connect/TEND_ADDR at a running one"
-                    )
-                })
+                .map_err(|e| unix_error(&shown, &e))
         }
+    }
+}
+
+/// Say why the socket at `shown` cannot be reached, in terms a person can act on: tonic's own
+/// message is only "transport error".
+fn unix_error(shown: &str, e: &tonic::transport::Error) -> anyhow::Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut io = None;
+    while let Some(err) = source {
+        if let Some(x) = err.downcast_ref::<std::io::Error>() {
+            io = Some(x.kind());
+            break;
+        }
+        source = err.source();
+    }
+    match io {
+        Some(std::io::ErrorKind::PermissionDenied) => anyhow::anyhow!(
+            "cannot reach tend at {shown}: permission denied (the socket is mode 0600, its \
+             daemon's user only); run as that user, or start a daemon of your own with `tend \
+             serve`"
+        ),
+        Some(std::io::ErrorKind::NotFound) => anyhow::anyhow!(
+            "cannot reach tend at {shown}: no such socket; start it with `tend serve`, or point \
+             --connect/TEND_ADDR at a running one"
+        ),
+        Some(std::io::ErrorKind::ConnectionRefused) => anyhow::anyhow!(
+            "cannot reach tend at {shown}: nothing listens there (a daemon that died left the \
+             socket); start it with `tend serve`"
+        ),
+        _ => anyhow::anyhow!(
+            "cannot reach tend at {shown}: {e}; start it with `tend serve`, or point \
+             --connect/TEND_ADDR at a running one"
+        ),
     }
 }
 

@@ -37,9 +37,9 @@ pub enum Command {
     /// Every byte of output is delivered: the stream is lossless, so while this terminal or pipe
     /// reads slowly, the command blocks on its writes (as under ssh). Ctrl-C, SIGTERM, SIGHUP and
     /// SIGQUIT received by `tend run` are forwarded to the command's process group; a second
-    /// Ctrl-C within 2 seconds sends SIGKILL, a third leaves at once. When stdout is a closed
-    /// pipe (`tend run -- yes | head -1`) the command gets SIGPIPE and `tend run` exits 141
-    /// quietly. If `tend run` itself dies or its connection drops, the daemon stops the command
+    /// Ctrl-C within 2 seconds sends SIGKILL, a third leaves at once. When stdout is a
+    /// closed pipe (`tend run -- yes | head -1`) the command gets SIGPIPE and `tend run` exits
+    /// 141 quietly. If `tend run` itself dies or its connection drops, the daemon stops the command
     /// (SIGTERM, then SIGKILL after its grace period). `--detach` starts it and prints its id
     /// instead.
     ///

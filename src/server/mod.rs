@@ -1,6 +1,7 @@
 //! The daemon: listeners, the services with health and reflection, and orderly shutdown.
 mod auth;
 mod authority;
+mod decode_errors;
 mod socket;
 
 use std::future::Future;
@@ -51,7 +52,16 @@ pub async fn serve(
 ) -> Result<()> {
     let dir = &config.state_dir;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    // The state dir holds the socket, the token and the records: the daemon's user only.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+        Error::io(
+            format!(
+                "make the state dir {} private (mode 0700); give a state dir this user owns",
+                dir.display()
+            ),
+            e,
+        )
+    })?;
 
     let socket_path = config.socket_path();
     let unix = socket::bind(&socket_path).await?;
@@ -118,6 +128,7 @@ pub async fn serve(
     {
         let (v1, v1alpha) = reflection()?;
         let router = tuned(Server::builder())
+            .layer(decode_errors::DecodeErrorsLayer)
             .add_service(health_service.clone())
             .add_service(v1)
             .add_service(v1alpha)
@@ -133,6 +144,7 @@ pub async fn serve(
         let (v1, v1alpha) = reflection()?;
         let check = auth::require(token.clone().expect("a token when listening on TCP"));
         let router = tuned(Server::builder())
+            .layer(decode_errors::DecodeErrorsLayer)
             .layer(InterceptorLayer::new(check))
             .add_service(health_service.clone())
             .add_service(v1)

@@ -20,9 +20,24 @@ pub async fn bind(path: &Path) -> Result<UnixListener> {
         std::fs::remove_file(path)
             .map_err(|e| Error::io(format!("remove the stale socket {}", path.display()), e))?;
     }
-    let listener =
-        UnixListener::bind(path).map_err(|e| Error::io(format!("bind {}", path.display()), e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| Error::io(format!("chmod 0600 {}", path.display()), e))?;
+    // The socket is created 0600 by bind itself, under a umask that takes every other bit away:
+    // a chmod after bind would leave a moment in which anyone could connect.
+    // SAFETY: umask(2) only swaps the process's file-creation mask; it is restored right after.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = bound.map_err(|e| Error::io(format!("bind {}", path.display()), e))?;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode != 0o600 {
+        return Err(Error::Internal(format!(
+            "{} was created with mode {mode:03o}, not 0600",
+            path.display()
+        )));
+    }
     Ok(listener)
 }

@@ -110,11 +110,10 @@ impl ProcessService for ProcessApi {
         let r = request.into_inner();
         let spec = convert::spec(r.spec, r.request_id, self.sup.limits())?;
         let permit = self.streams.admit()?;
-        let p = self.sup.start(spec)?;
+        let (p, cursor) = self.sup.start_reading(spec, !r.observer)?;
         let wrap = |e| pb::RunResponse { event: Some(e) };
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
         let _ = tx.try_send(Ok(wrap(convert::started_event(&p))));
-        let cursor = Cursor::new(&p.output.kinds(), 0);
         let how = Reading {
             follow: true,
             lossless: !r.observer,

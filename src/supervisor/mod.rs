@@ -172,6 +172,21 @@ impl Supervisor {
 
     /// Start a process. A spec with a request id seen before returns that first process.
     pub fn start(&self, spec: Spec) -> Result<Arc<Process>> {
+        self.start_reading(spec, false).map(|(p, _)| p)
+    }
+
+    /// Start a process, with a cursor at the start of every stream for its first reader. A
+    /// `lossless` cursor holds the output from before the process can write its first byte,
+    /// so nothing is overwritten before that reader's first read (a `Run`). A request id seen
+    /// before returns that process, with a new cursor at 0.
+    pub fn start_reading(&self, spec: Spec, lossless: bool) -> Result<(Arc<Process>, Cursor)> {
+        let first_reader = |p: &Process| {
+            let mut cursor = Cursor::new(&p.output.kinds(), 0);
+            if lossless {
+                p.output.hold(&mut cursor);
+            }
+            cursor
+        };
         if self.inner.shutting_down.load(Ordering::Acquire) {
             return Err(Error::Unavailable(
                 "the daemon is shutting down; start the process on another daemon".into(),
@@ -192,7 +207,8 @@ impl Supervisor {
                         p.id, p.spec.argv
                     )));
                 }
-                return Ok(p.clone());
+                let cursor = first_reader(p);
+                return Ok((p.clone(), cursor));
             }
         }
         if let Some(name) = &spec.name {
@@ -280,6 +296,11 @@ impl Supervisor {
             }
         };
         let output = output::Output::new(&kinds, limits.head_bytes, limits.tail_bytes);
+        let mut cursor = Cursor::new(&kinds, 0);
+        if lossless {
+            // Before the output tasks start: the child's first byte waits for this reader.
+            output.hold(&mut cursor);
+        }
         let process = Arc::new(Process::new(
             id.clone(),
             seq,
@@ -308,7 +329,7 @@ impl Supervisor {
             this.lifecycle(p, spawned.exit, pipe_tasks, completing)
                 .await
         });
-        Ok(process)
+        Ok((process, cursor))
     }
 
     /// Wait for the leader, drain output (bounded), record the exit, clean up.
