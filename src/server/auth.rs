@@ -17,7 +17,10 @@ fn check_token(what: &str, t: &str) -> Result<()> {
     if t.len() < MIN_TOKEN {
         return Err(Error::invalid(
             what,
-            format!("the token is {} characters; it must be at least {MIN_TOKEN}", t.len()),
+            format!(
+                "the token is {} characters; it must be at least {MIN_TOKEN}",
+                t.len()
+            ),
         ));
     }
     if !t.bytes().all(|b| b.is_ascii_graphic()) {

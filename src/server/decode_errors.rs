@@ -153,7 +153,11 @@ mod tests {
 
     #[test]
     fn other_statuses_are_left_alone() {
-        for (code, msg) in [("13", "internal error: bug"), ("11", "out of range"), ("5", "x")] {
+        for (code, msg) in [
+            ("13", "internal error: bug"),
+            ("11", "out of range"),
+            ("5", "x"),
+        ] {
             let mut h = headers(code, msg);
             rewrite(&mut h);
             assert_eq!(h["grpc-status"], code);
