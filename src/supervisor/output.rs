@@ -104,7 +104,7 @@ impl StreamLog {
     }
 
     /// What is at `offset`: up to `max` bytes, or the gap up to the next retained byte.
-    fn read_at(&self, offset: u64, max: usize) -> Option<Chunk> {
+    fn read_at(&mut self, offset: u64, max: usize) -> Option<Chunk> {
         if offset >= self.total {
             return None;
         }
@@ -456,7 +456,7 @@ impl Output {
         for i in 0..n {
             let idx = (cursor.next + i) % n;
             let (kind, pos) = cursor.positions[idx];
-            let Some(stream) = logs.streams.iter().find(|s| s.kind == kind) else {
+            let Some(stream) = logs.streams.iter_mut().find(|s| s.kind == kind) else {
                 continue;
             };
             let mut pos = pos;
@@ -497,8 +497,8 @@ impl Output {
 
     /// The bytes of `[from, to)` of a stream that are still retained, and how many are not.
     pub fn slice(&self, kind: StreamKind, from: u64, to: u64) -> (Vec<u8>, u64) {
-        let logs = self.lock();
-        let Some(stream) = logs.streams.iter().find(|s| s.kind == kind) else {
+        let mut logs = self.lock();
+        let Some(stream) = logs.streams.iter_mut().find(|s| s.kind == kind) else {
             return (Vec::new(), 0);
         };
         let to = to.min(stream.total);
