@@ -105,8 +105,13 @@ impl Table {
     }
 }
 
-/// Bytes read from a pipe per wake-up.
-const READ_CHUNK: usize = 256 << 10;
+/// Bytes read from a pipe per wake-up, at most (reads also stop at the end of a block, see
+/// `ring::Blocks`).
+const READ_CHUNK: usize = 1 << 20;
+/// The capacity asked for the output pipe of a busy stream (Linux's default is 64 KiB): a
+/// process writing faster than it is read fills more before it waits, so it and the reader wake
+/// each other less often, and each read takes more at once.
+const PIPE_BYTES: i32 = 1 << 20;
 
 impl Supervisor {
     /// A supervisor keeping its records in `state_dir`. What a dead predecessor left is swept
@@ -203,8 +208,10 @@ impl Supervisor {
             if let Some(p) = table.requests.get(req).and_then(|s| table.procs.get(s)) {
                 if p.spec.argv != spec.argv {
                     return Err(Error::AlreadyExists(format!(
-                        "request_id {req:?} already started {} with another argv ({:?})",
-                        p.id, p.spec.argv
+                        "request_id {} already started {} with another argv ({})",
+                        crate::error::quote(req),
+                        p.id,
+                        crate::error::clip(&format!("{:?}", p.spec.argv))
                     )));
                 }
                 let cursor = first_reader(p);
@@ -214,7 +221,8 @@ impl Supervisor {
         if let Some(name) = &spec.name {
             if let Some(p) = table.names.get(name).and_then(|s| table.procs.get(s)) {
                 return Err(Error::AlreadyExists(format!(
-                    "spec.name {name:?} is taken by {}; remove it or choose another name",
+                    "spec.name {} is taken by {}; remove it or choose another name",
+                    crate::error::quote(name),
                     p.id
                 )));
             }
@@ -444,8 +452,9 @@ impl Supervisor {
             .cloned()
             .ok_or_else(|| {
                 Error::NotFound(format!(
-                    "no process {id:?}: it never existed, was removed, or was evicted after exit; \
-                     List shows the known ones"
+                    "no process {}: it never existed, was removed, or was evicted after exit; \
+                     List shows the known ones",
+                    crate::error::quote(id)
                 ))
             })
     }
@@ -698,6 +707,14 @@ enum Readers {
 }
 
 impl Readers {
+    /// Ask for a larger pipe. Only streams that fill the default one ask: the pages count
+    /// against the user's pipe limit. The default stays if the system refuses.
+    fn widen(rx: &tokio::net::unix::pipe::Receiver) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl(2) on a descriptor the receiver owns.
+        unsafe { libc::fcntl(rx.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
+    }
+
     fn start(self, p: &Arc<Process>) -> Vec<tokio::task::JoinHandle<()>> {
         match self {
             Readers::Pipes(pipes) => pipes
@@ -713,7 +730,8 @@ impl Readers {
                                 return;
                             }
                         };
-                        let mut buf = bytes::BytesMut::with_capacity(READ_CHUNK);
+                        let mut blocks = ring::Blocks::default();
+                        let mut widened = false;
                         loop {
                             if rx.readable().await.is_err() {
                                 break;
@@ -723,19 +741,23 @@ impl Readers {
                             // is there, not before the wait for it: a hold taken meanwhile
                             // must limit this read.
                             let room = p.output.room(kind, READ_CHUNK).await;
-                            if buf.capacity() < READ_CHUNK {
-                                buf.reserve(READ_CHUNK);
-                            }
-                            match rx.try_read_buf(&mut (&mut buf).limit(room)) {
+                            let buf = blocks.buffer();
+                            let limit = room.min(buf.capacity() - buf.len());
+                            match rx.try_read_buf(&mut buf.limit(limit)) {
                                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                                 Ok(0) | Err(_) => break,
-                                // A large read is handed over whole; it pins at most twice its
-                                // size of buffer.
-                                Ok(n) if n >= READ_CHUNK / 2 => {
-                                    p.output.append_bytes(kind, buf.split().freeze())
+                                // A large read is handed over as it is, without a copy; the
+                                // first one (a full default pipe) widens the pipe.
+                                Ok(n) if n >= ring::LARGE => {
+                                    p.output.append_bytes(kind, buf.split().freeze());
+                                    if !widened {
+                                        widened = true;
+                                        Readers::widen(&rx);
+                                    }
                                 }
+                                // A small one is copied, and its room read into again.
                                 Ok(_) => {
-                                    p.output.append(kind, &buf);
+                                    p.output.append(kind, buf);
                                     buf.clear();
                                 }
                             }

@@ -172,6 +172,67 @@ impl Ring {
     }
 }
 
+/// The largest block `Blocks` allocates.
+pub const BLOCK_MAX: usize = 1 << 20;
+/// Blocks kept for reuse, oldest first: enough for a ring of several MiB of full blocks.
+const RETIRED_MAX: usize = 16;
+
+/// The allocations one stream's reads go into. Reads fill a block from the front and each is
+/// split off and handed to the ring without a copy; a block whose every piece the ring has let
+/// go of is used again instead of freed, so a busy stream does not make the allocator hand
+/// fresh pages (and take them back) for every read. Blocks start at `LARGE` and double, up to
+/// `BLOCK_MAX`, as a stream fills them, so a quiet process holds one small block.
+#[derive(Default)]
+pub struct Blocks {
+    current: BytesMut,
+    /// The size of `current`'s allocation; 0 before the first.
+    size: usize,
+    /// Used-up blocks (an empty handle on each, with its size), oldest first.
+    retired: VecDeque<(BytesMut, usize)>,
+}
+
+impl Blocks {
+    /// The buffer to read into: empty, with room for at least `LARGE` bytes. Split what was
+    /// read off it (`split().freeze()`), or `clear()` it to read into the same room again.
+    pub fn buffer(&mut self) -> &mut BytesMut {
+        if self.current.capacity() - self.current.len() < LARGE {
+            self.next_block();
+        }
+        &mut self.current
+    }
+
+    fn next_block(&mut self) {
+        let mut used = std::mem::take(&mut self.current);
+        used.clear();
+        let grown = if self.size == 0 {
+            LARGE
+        } else {
+            (self.size * 2).min(BLOCK_MAX)
+        };
+        if self.size > 0 {
+            self.retired.push_back((used, self.size));
+        }
+        // The oldest goes out of the ring first: once it is free, use it again (or drop it when
+        // the stream has grown past its size).
+        while let Some((b, size)) = self.retired.front_mut() {
+            if !b.try_reclaim(*size) {
+                break;
+            }
+            let (b, size) = self.retired.pop_front().expect("front");
+            if size >= grown {
+                self.current = b;
+                self.size = size;
+                return;
+            }
+        }
+        if self.retired.len() > RETIRED_MAX {
+            self.retired.pop_front();
+        }
+        self.current = BytesMut::with_capacity(grown);
+        self.size = grown;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +390,68 @@ mod tests {
         }
         assert_eq!(&got[..all.len()], &all[..]);
         assert_eq!(&got[all.len()..], &[9u8; LARGE][..]);
+    }
+
+    #[test]
+    fn blocks_grow_and_are_used_again_once_the_ring_lets_go() {
+        let mut blocks = Blocks::default();
+        let mut ring = Ring::new(0, 4 * BLOCK_MAX);
+        let first = blocks.buffer().as_ptr();
+        assert_eq!(blocks.buffer().capacity(), LARGE);
+        // Read a full block at a time into the ring: the blocks double up to BLOCK_MAX.
+        let mut sizes = Vec::new();
+        let mut starts = Vec::new();
+        for _ in 0..40 {
+            let buf = blocks.buffer();
+            let n = buf.capacity();
+            starts.push(buf.as_ptr());
+            sizes.push(n);
+            buf.resize(n, 1);
+            ring.push(buf.split().freeze());
+        }
+        assert_eq!(
+            &sizes[..5],
+            &[LARGE, 2 * LARGE, 4 * LARGE, 8 * LARGE, BLOCK_MAX]
+        );
+        assert!(sizes[4..].iter().all(|&n| n == BLOCK_MAX));
+        assert_eq!(starts[0], first);
+        // The ring holds four blocks' worth; the ones it let go of were used again.
+        let distinct: std::collections::HashSet<_> = starts[4..].iter().collect();
+        assert!(
+            distinct.len() <= 7,
+            "{} blocks for 36 reads",
+            distinct.len()
+        );
+        assert_eq!(ring.len(), 4 * BLOCK_MAX);
+    }
+
+    #[test]
+    fn a_block_still_read_from_is_not_reused() {
+        let mut blocks = Blocks::default();
+        let buf = blocks.buffer();
+        buf.resize(LARGE, 7);
+        let kept = buf.split().freeze();
+        for _ in 0..RETIRED_MAX + 3 {
+            let buf = blocks.buffer();
+            let n = buf.capacity();
+            buf.resize(n, 0);
+            drop(buf.split());
+        }
+        assert!(kept.iter().all(|&b| b == 7), "never written over");
+    }
+
+    #[test]
+    fn a_cleared_read_is_read_into_again() {
+        let mut blocks = Blocks::default();
+        let buf = blocks.buffer();
+        buf.extend_from_slice(b"abc");
+        let at = buf.as_ptr();
+        buf.clear();
+        assert_eq!(blocks.buffer().as_ptr(), at);
+        let buf = blocks.buffer();
+        buf.resize(LARGE / 2, 1);
+        let a = buf.split().freeze();
+        // Less than LARGE is left after the split: the next read goes into a new block.
+        assert_ne!(blocks.buffer().as_ptr(), a.as_ptr().wrapping_add(a.len()));
     }
 }
