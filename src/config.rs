@@ -44,6 +44,12 @@ pub struct Limits {
     pub max_streams: usize,
     /// Agents registered at once, running or not.
     pub max_agents: usize,
+    /// Calls in flight at once, on all listeners, counted from their first byte.
+    pub max_calls: usize,
+    /// Connections open at once on each listener.
+    pub max_connections: usize,
+    /// How long a call may take to send its first message (an Attach its `open`).
+    pub first_message: Duration,
 }
 
 impl Default for Limits {
@@ -60,6 +66,9 @@ impl Default for Limits {
             max_pending_input: 4 << 20,
             max_streams: 1024,
             max_agents: 256,
+            max_calls: 4096,
+            max_connections: 256,
+            first_message: Duration::from_secs(5),
         }
     }
 }

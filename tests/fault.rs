@@ -164,3 +164,157 @@ async fn a_stop_kills_what_left_the_group() {
     })
     .await;
 }
+
+/// A raw HTTP/2 connection to the daemon's socket, and the task that drives it (aborting it
+/// closes the connection).
+async fn h2_conn(
+    d: &Daemon,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<()>,
+) {
+    let io = tokio::net::UnixStream::connect(d.socket()).await.unwrap();
+    let (client, conn) = h2::client::handshake(io).await.unwrap();
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (client, task)
+}
+
+async fn h2_client(d: &Daemon) -> h2::client::SendRequest<bytes::Bytes> {
+    h2_conn(d).await.0
+}
+
+/// A gRPC request's headers, without a body yet.
+fn grpc_request(method: &str) -> http::Request<()> {
+    http::Request::builder()
+        .method("POST")
+        .uri(format!("http://localhost{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+/// The grpc-status of a response (from its headers, or its trailers).
+async fn grpc_status(resp: h2::client::ResponseFuture) -> Option<String> {
+    let resp = resp.await.ok()?;
+    if let Some(s) = resp.headers().get("grpc-status") {
+        return Some(s.to_str().unwrap().to_string());
+    }
+    let mut body = resp.into_body();
+    while let Some(d) = body.data().await {
+        let _ = d;
+    }
+    let trailers = body.trailers().await.ok()??;
+    Some(trailers.get("grpc-status")?.to_str().unwrap().to_string())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn calls_that_send_no_message_time_out_and_an_attach_without_open_too() {
+    let d = Daemon::with_args(&["--first-message-ms", "300"]).await;
+    // A unary call that sends its headers and nothing more.
+    let mut client = h2_client(&d).await.ready().await.unwrap();
+    let (resp, _body) = client
+        .send_request(grpc_request("/tend.v1.ProcessService/List"), false)
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), grpc_status(resp))
+        .await
+        .expect("the call ends");
+    assert_eq!(status.as_deref(), Some("4"), "DeadlineExceeded");
+    // An Attach that never opens.
+    let mut c = d.c().await;
+    let (_tx, rx) = tokio::sync::mpsc::channel::<pb::AttachRequest>(1);
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        c.attach(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+    .await
+    .expect("the call ends");
+    let err = r.expect_err("no open");
+    assert_eq!(
+        err.code(),
+        tonic::Code::DeadlineExceeded,
+        "{}",
+        err.message()
+    );
+    assert!(err.message().contains("open"), "{}", err.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_header_only_calls_is_bounded() {
+    // 40 connections × 1000 calls that never send a message: --max-calls of them are held (until
+    // the first-message deadline, far off here), the rest are refused at once, and the daemon
+    // stays small.
+    let d = Daemon::with_args(&["--max-calls", "2000", "--first-message-ms", "600000"]).await;
+    let before = rss_kib(d.pid());
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Option<String>>::new()));
+    let mut conns = Vec::new();
+    for _ in 0..40 {
+        let (client, task) = h2_conn(&d).await;
+        let mut client = client.ready().await.unwrap();
+        let mut bodies = Vec::new();
+        for _ in 0..1000 {
+            let (resp, body) = client
+                .send_request(grpc_request("/tend.v1.ProcessService/Get"), false)
+                .unwrap();
+            bodies.push(body);
+            let finished = finished.clone();
+            tokio::spawn(async move {
+                let status = grpc_status(resp).await;
+                finished.lock().unwrap().push(status);
+            });
+            client = client.ready().await.unwrap();
+        }
+        conns.push((client, bodies, task));
+    }
+    let count = || finished.lock().unwrap().len();
+    eventually(120, "38,000 calls refused", || count() >= 38_000).await;
+    let peak = rss_kib(d.pid());
+    // The held ones stay held: no more answers come.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(count(), 38_000, "exactly --max-calls are held at once");
+    assert!(
+        finished
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|s| s.as_deref() == Some("8")),
+        "the refused calls are ResourceExhausted"
+    );
+    // An ordinary call meanwhile is refused too, at once, not hung.
+    let mut c = d.c().await;
+    let e = c.list(pb::ListRequest::default()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{}", e.message());
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < 200 * 1024,
+        "the daemon grew by {grown} KiB under 40,000 header-only calls (from {before} KiB)"
+    );
+    // The clients go: their calls no longer count, and the daemon serves again.
+    for (_, _, task) in &conns {
+        task.abort();
+    }
+    drop(conns);
+    let mut served = false;
+    for _ in 0..500 {
+        if c.list(pb::ListRequest::default()).await.is_ok() {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        served,
+        "calls are admitted again once the flood's connections closed"
+    );
+}

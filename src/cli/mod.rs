@@ -253,6 +253,17 @@ pub struct ServeArgs {
     /// Agents registered at once, running or not.
     #[arg(long, default_value_t = Limits::default().max_agents, value_name = "N")]
     pub max_agents: usize,
+    /// Calls in flight at once, on all listeners, counted from their first byte (a call that
+    /// sends only headers too); beyond it a call fails with ResourceExhausted.
+    #[arg(long, default_value_t = Limits::default().max_calls, value_name = "N")]
+    pub max_calls: usize,
+    /// Connections open at once on each listener; a new one beyond it is closed (and logged).
+    #[arg(long, default_value_t = Limits::default().max_connections, value_name = "N")]
+    pub max_connections: usize,
+    /// Milliseconds a call may take to send its first message (an Attach its `open`); then it
+    /// fails with DeadlineExceeded.
+    #[arg(long, default_value_t = Limits::default().first_message.as_millis() as u64, value_name = "MS")]
+    pub first_message_ms: u64,
     /// Milliseconds of PTY silence after which an agent is idle.
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub quiescence_ms: u64,
@@ -293,6 +304,9 @@ impl ServeArgs {
             max_pending_input: self.max_pending_input,
             max_streams: self.max_streams,
             max_agents: self.max_agents,
+            max_calls: self.max_calls,
+            max_connections: self.max_connections,
+            first_message: Duration::from_millis(self.first_message_ms),
         };
         Ok(c)
     }

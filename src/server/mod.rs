@@ -1,4 +1,5 @@
 //! The daemon: listeners, the services with health and reflection, and orderly shutdown.
+mod admission;
 mod auth;
 mod authority;
 mod decode_errors;
@@ -124,10 +125,12 @@ pub async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let calls = admission::CallsLayer::new(config.limits.max_calls, config.limits.first_message);
     let mut servers = tokio::task::JoinSet::new();
     {
         let (v1, v1alpha) = reflection()?;
         let router = tuned(Server::builder())
+            .layer(calls.clone())
             .layer(decode_errors::DecodeErrorsLayer)
             .add_service(health_service.clone())
             .add_service(v1)
@@ -135,15 +138,26 @@ pub async fn serve(
             .add_service(process.clone())
             .add_service(agent.clone());
         // Clients that send the socket's path as :authority: see authority.rs.
-        let incoming = UnixListenerStream::new(unix).map(|c| c.map(authority::LocalAuthority::new));
+        let conns = admission::Connections::new(config.limits.max_connections, "unix");
+        let incoming = UnixListenerStream::new(unix).filter_map(move |c| match c {
+            Ok(c) => conns.admit().map(|permit| {
+                Ok(admission::Admitted::new(
+                    authority::LocalAuthority::new(c),
+                    permit,
+                ))
+            }),
+            Err(e) => Some(Err(e)),
+        });
         servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())));
     }
     let mut tcp_addrs = Vec::new();
     for l in tcp {
-        tcp_addrs.push(l.local_addr().map_err(|e| Error::io("local_addr", e))?);
+        let addr = l.local_addr().map_err(|e| Error::io("local_addr", e))?;
+        tcp_addrs.push(addr);
         let (v1, v1alpha) = reflection()?;
         let check = auth::require(token.clone().expect("a token when listening on TCP"));
         let router = tuned(Server::builder())
+            .layer(calls.clone())
             .layer(decode_errors::DecodeErrorsLayer)
             .layer(InterceptorLayer::new(check))
             .add_service(health_service.clone())
@@ -153,11 +167,15 @@ pub async fn serve(
             .add_service(agent.clone());
         // serve_with_incoming ignores the builder's tcp_nodelay: without it, Nagle holds small
         // events (a keystroke's echo) back until the peer's delayed ACK.
-        let incoming = TcpListenerStream::new(l).map(|conn| {
-            conn.and_then(|c| {
-                c.set_nodelay(true)?;
-                Ok(c)
-            })
+        let conns = admission::Connections::new(config.limits.max_connections, addr.to_string());
+        let incoming = TcpListenerStream::new(l).filter_map(move |conn| {
+            let c = match conn.and_then(|c| c.set_nodelay(true).map(|()| c)) {
+                Ok(c) => c,
+                Err(e) => return Some(Err(e)),
+            };
+            conns
+                .admit()
+                .map(|permit| Ok(admission::Admitted::new(c, permit)))
         });
         servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())));
     }
