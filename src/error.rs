@@ -1,4 +1,6 @@
 //! The core's error type, and its one mapping to `tonic::Status`.
+use std::path::Path;
+
 use tonic::{Code, Status};
 
 /// Errors of the core. Each message says what went wrong and, where it can, what to do.
@@ -94,9 +96,71 @@ impl Error {
     }
 }
 
+/// Most bytes of client input an error message quotes; longer input is cut, with its size.
+pub const QUOTE_MAX: usize = 200;
+/// Most bytes of a status message: the message travels in a header (`grpc-message`), and a
+/// large one makes clients see `RESOURCE_EXHAUSTED` on the metadata instead of the real code.
+pub const MESSAGE_MAX: usize = 1024;
+
+/// The longest prefix of `s` of at most `max` bytes that ends at a char boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Client input quoted for an error message: `"{s:?}"` when short; past `QUOTE_MAX` bytes (of
+/// the escaped form), the quoted start and `…(N bytes)` with the input's full size.
+pub fn quote(s: &str) -> String {
+    // Escapes only lengthen, so start from `QUOTE_MAX` bytes and shorten until the quoted start
+    // fits (a prefix's Debug form is the start of the whole's).
+    let mut max = QUOTE_MAX;
+    loop {
+        let start = prefix(s, max);
+        let quoted = format!("{start:?}");
+        if quoted.len() <= QUOTE_MAX + 2 {
+            if start.len() == s.len() {
+                return quoted;
+            }
+            return format!("{quoted}…({} bytes)", s.len());
+        }
+        max = (start.len() * QUOTE_MAX / (quoted.len() - 2)).min(start.len() - 1);
+    }
+}
+
+/// Client input shown as it is (unquoted) in an error message, cut past `QUOTE_MAX` bytes at a
+/// char boundary, with `…(N bytes)` giving the input's full size.
+pub fn clip(s: &str) -> String {
+    if s.len() <= QUOTE_MAX {
+        return s.to_string();
+    }
+    format!("{}…({} bytes)", prefix(s, QUOTE_MAX), s.len())
+}
+
+/// A client-given path for an error message, as `display()` shows it, cut as `clip` cuts.
+pub fn clip_path(p: &Path) -> String {
+    clip(&p.to_string_lossy())
+}
+
+/// `message` cut to at most `MESSAGE_MAX` bytes, at a char boundary, marked when cut.
+fn cap(message: String) -> String {
+    if message.len() <= MESSAGE_MAX {
+        return message;
+    }
+    let marker = format!("…(message cut; {} bytes)", message.len());
+    let kept = prefix(&message, MESSAGE_MAX - marker.len());
+    format!("{kept}{marker}")
+}
+
 impl From<Error> for Status {
     fn from(err: Error) -> Status {
-        let mut status = Status::new(err.code(), err.to_string());
+        // The backstop: whatever a message quotes, it stays small.
+        let mut status = Status::new(err.code(), cap(err.to_string()));
         if let Some(code) = err.shell_exit_code() {
             status
                 .metadata_mut()
@@ -109,6 +173,82 @@ impl From<Error> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quote_is_debug_when_short_and_cut_with_the_size_when_long() {
+        assert_eq!(quote("web"), "\"web\"");
+        assert_eq!(quote("a\"b\n"), "\"a\\\"b\\n\"");
+        let edge = "x".repeat(QUOTE_MAX);
+        assert_eq!(quote(&edge), format!("{edge:?}"));
+        let long = "y".repeat(70_000);
+        let q = quote(&long);
+        assert_eq!(q, format!("\"{}\"…(70000 bytes)", "y".repeat(QUOTE_MAX)));
+        // Multi-byte chars are not split.
+        let wide = "é".repeat(50_000);
+        let q = quote(&wide);
+        assert!(
+            q.starts_with("\"éé") && q.ends_with("\"…(100000 bytes)"),
+            "{q}"
+        );
+        assert!(q.len() < QUOTE_MAX + 40, "{}", q.len());
+        // Escapes count: control chars expand, the bound is on what is shown.
+        let ctl = "\u{1b}".repeat(150);
+        let q = quote(&ctl);
+        assert!(q.len() < QUOTE_MAX + 40, "{}", q.len());
+        assert!(
+            q.starts_with("\"\\u{1b}") && q.ends_with("…(150 bytes)"),
+            "{q}"
+        );
+        // The escaped start is the Debug form of the input's start.
+        let mixed = format!("{}{}", "a\tb\"c\u{301}é", "z".repeat(500));
+        let q = quote(&mixed);
+        let shown = &q[..q.rfind('…').unwrap()];
+        let open = &shown[..shown.len() - 1];
+        assert!(format!("{mixed:?}").starts_with(open), "{q}");
+    }
+
+    #[test]
+    fn clip_keeps_short_input_and_cuts_long_at_a_char_boundary() {
+        assert_eq!(clip("/tmp/x"), "/tmp/x");
+        assert_eq!(clip_path(Path::new("/no/such/dir")), "/no/such/dir");
+        let long = format!("/{}", "é".repeat(1000));
+        let c = clip(&long);
+        assert!(c.ends_with("…(2001 bytes)"), "{c}");
+        assert!(c.len() <= QUOTE_MAX + 20, "{}", c.len());
+        assert!(long.starts_with(&c[..c.rfind('…').unwrap()]));
+    }
+
+    #[test]
+    fn the_status_message_is_capped_whatever_the_error_says() {
+        for unit in ["x", "é", "😀"] {
+            let huge = unit.repeat(100_000);
+            for err in [
+                Error::NotFound(huge.clone()),
+                Error::invalid("spec.argv[0]", huge.clone()),
+                Error::Exec {
+                    message: huge.clone(),
+                    not_found: true,
+                },
+            ] {
+                let code = err.code();
+                let status = Status::from(err);
+                assert_eq!(status.code(), code);
+                let m = status.message();
+                assert!(m.len() <= MESSAGE_MAX, "{}", m.len());
+                assert!(
+                    m.ends_with(" bytes)") && m.contains("…(message cut; "),
+                    "{m}"
+                );
+            }
+        }
+        let short = Status::from(Error::NotFound("no process \"p-9\"".into()));
+        assert_eq!(short.message(), "no process \"p-9\"");
+        let exact = "z".repeat(MESSAGE_MAX);
+        assert_eq!(
+            Status::from(Error::NotFound(exact.clone())).message(),
+            exact
+        );
+    }
 
     #[test]
     fn every_variant_maps_to_its_code_and_keeps_the_message() {

@@ -16,7 +16,7 @@ use self::driver::Command;
 pub use self::idle::IdleOutcome;
 use self::spec::{AgentSpec, Kind};
 use self::store::{Saved, Store};
-use crate::error::{Error, Result};
+use crate::error::{clip_path, quote, Error, Result};
 use crate::supervisor::{ExitInfo, Process, Supervisor};
 
 /// Where an agent is in its life.
@@ -204,7 +204,7 @@ impl Agents {
             if !dir.is_dir() {
                 return Err(Error::invalid(
                     "spec.cwd",
-                    format!("{} is not an existing directory", dir.display()),
+                    format!("{} is not an existing directory", clip_path(dir)),
                 ));
             }
         }
@@ -212,7 +212,7 @@ impl Agents {
             if !f.is_file() {
                 return Err(Error::invalid(
                     "spec.prompt_file",
-                    format!("{} is not an existing file", f.display()),
+                    format!("{} is not an existing file", clip_path(f)),
                 ));
             }
         }
@@ -231,8 +231,8 @@ impl Agents {
             let table = self.table();
             if table.contains_key(&spec.name) {
                 return Err(Error::AlreadyExists(format!(
-                    "an agent named {:?} exists; Remove it or choose another name",
-                    spec.name
+                    "an agent named {} exists; Remove it or choose another name",
+                    quote(&spec.name)
                 )));
             }
             if table.len() >= self.inner.max_agents {
@@ -305,8 +305,8 @@ impl Agents {
         let mut table = self.table();
         if table.contains_key(&agent.spec.name) {
             return Err(Error::AlreadyExists(format!(
-                "an agent named {:?} exists; Remove it or choose another name",
-                agent.spec.name
+                "an agent named {} exists; Remove it or choose another name",
+                quote(&agent.spec.name)
             )));
         }
         table.insert(agent.spec.name.clone(), agent.clone());
@@ -319,7 +319,8 @@ impl Agents {
     pub fn get(&self, name: &str) -> Result<Arc<Agent>> {
         self.table().get(name).cloned().ok_or_else(|| {
             Error::NotFound(format!(
-                "no agent named {name:?}; List shows the agents there are"
+                "no agent named {}; List shows the agents there are",
+                quote(name)
             ))
         })
     }
@@ -401,13 +402,12 @@ impl Agents {
         make: impl FnOnce(oneshot::Sender<Result<()>>) -> Command,
     ) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        agent
-            .commands
-            .send(make(tx))
-            .await
-            .map_err(|_| Error::NotFound(format!("agent {:?} was removed", agent.spec.name)))?;
-        rx.await
-            .map_err(|_| Error::NotFound(format!("agent {:?} was removed", agent.spec.name)))?
+        agent.commands.send(make(tx)).await.map_err(|_| {
+            Error::NotFound(format!("agent {} was removed", quote(&agent.spec.name)))
+        })?;
+        rx.await.map_err(|_| {
+            Error::NotFound(format!("agent {} was removed", quote(&agent.spec.name)))
+        })?
     }
 
     /// SIGTERM, then SIGKILL after `timeout`; the agent stays stopped.

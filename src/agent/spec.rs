@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::supervisor::spec::PtySize;
 
 /// Crew agents restart; task agents run once.
@@ -89,7 +89,10 @@ pub fn check_name(field: &str, name: &str) -> Result<()> {
     if !name.chars().all(ok_char) || !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(Error::invalid(
             field,
-            format!("{name:?} must be letters, digits, '.', '_' or '-', starting with a letter or digit"),
+            format!(
+                "{} must be letters, digits, '.', '_' or '-', starting with a letter or digit",
+                quote(name)
+            ),
         ));
     }
     Ok(())

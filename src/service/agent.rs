@@ -14,7 +14,7 @@ use super::stream::{
 };
 use crate::agent::spec::check_name;
 use crate::agent::{Agents, IdleOutcome, NudgeOutcome};
-use crate::error::Error;
+use crate::error::{quote, Error};
 use crate::pb;
 use crate::pb::agent_service_server::AgentService;
 use crate::supervisor::Cursor;
@@ -230,8 +230,8 @@ impl AgentService for AgentApi {
         let a = self.agents.get(&open.name)?;
         let p = a.running().ok_or_else(|| {
             Error::FailedPrecondition(format!(
-                "agent {:?} is not running; Respawn it, or read RecentOutput",
-                open.name
+                "agent {} is not running; Respawn it, or read RecentOutput",
+                quote(&open.name)
             ))
         })?;
         let permit = self.streams.admit()?;

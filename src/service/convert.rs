@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
 
 use crate::config::Limits;
-use crate::error::{Error, Result};
+use crate::error::{quote, Error, Result};
 use crate::pb;
 use crate::supervisor::spec::{PtySize, Spec};
 use crate::supervisor::view::{StreamView, ViewOptions};
@@ -46,12 +46,13 @@ pub fn spec(spec: Option<pb::ProcessSpec>, request_id: String, limits: &Limits) 
     for (k, v) in &s.env {
         if k.is_empty() || k.contains('=') {
             return Err(Error::invalid(
-                format!("spec.env[{k:?}]"),
+                format!("spec.env[{}]", quote(k)),
                 "names must be non-empty and hold no '='",
             ));
         }
-        no_nul(&format!("spec.env[{k:?}]"), k)?;
-        no_nul(&format!("spec.env[{k:?}]"), v)?;
+        let field = format!("spec.env[{}]", quote(k));
+        no_nul(&field, k)?;
+        no_nul(&field, v)?;
     }
     no_nul("spec.cwd", &s.cwd)?;
     if s.tags.len() > MAX_TAGS {
@@ -96,7 +97,8 @@ pub fn spec(spec: Option<pb::ProcessSpec>, request_id: String, limits: &Limits) 
         "" | "native" => {}
         other => {
             return Err(Error::NotFound(format!(
-                "spec.environment_id: no environment {other:?}; this daemon runs \"native\" only"
+                "spec.environment_id: no environment {}; this daemon runs \"native\" only",
+                quote(other)
             )))
         }
     }
@@ -351,7 +353,10 @@ pub fn signal(field: &str, s: &str) -> Result<i32> {
     Signal::from_str(&name).map(|sig| sig as i32).map_err(|_| {
         Error::invalid(
             field,
-            format!("{s:?} is not a signal (try TERM, KILL, INT, HUP or a number)"),
+            format!(
+                "{} is not a signal (try TERM, KILL, INT, HUP or a number)",
+                quote(s)
+            ),
         )
     })
 }

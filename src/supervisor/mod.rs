@@ -208,8 +208,10 @@ impl Supervisor {
             if let Some(p) = table.requests.get(req).and_then(|s| table.procs.get(s)) {
                 if p.spec.argv != spec.argv {
                     return Err(Error::AlreadyExists(format!(
-                        "request_id {req:?} already started {} with another argv ({:?})",
-                        p.id, p.spec.argv
+                        "request_id {} already started {} with another argv ({})",
+                        crate::error::quote(req),
+                        p.id,
+                        crate::error::clip(&format!("{:?}", p.spec.argv))
                     )));
                 }
                 let cursor = first_reader(p);
@@ -219,7 +221,8 @@ impl Supervisor {
         if let Some(name) = &spec.name {
             if let Some(p) = table.names.get(name).and_then(|s| table.procs.get(s)) {
                 return Err(Error::AlreadyExists(format!(
-                    "spec.name {name:?} is taken by {}; remove it or choose another name",
+                    "spec.name {} is taken by {}; remove it or choose another name",
+                    crate::error::quote(name),
                     p.id
                 )));
             }
@@ -449,8 +452,9 @@ impl Supervisor {
             .cloned()
             .ok_or_else(|| {
                 Error::NotFound(format!(
-                    "no process {id:?}: it never existed, was removed, or was evicted after exit; \
-                     List shows the known ones"
+                    "no process {}: it never existed, was removed, or was evicted after exit; \
+                     List shows the known ones",
+                    crate::error::quote(id)
                 ))
             })
     }

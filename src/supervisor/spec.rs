@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{clip, clip_path, quote, Error, Result};
 
 /// A process to start. Validated for shape by the service; the core checks it against the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,13 +73,13 @@ impl Spec {
                 Ok(_) => {
                     return Err(Error::invalid(
                         "spec.cwd",
-                        format!("{} is not a directory", cwd.display()),
+                        format!("{} is not a directory", clip_path(cwd)),
                     ))
                 }
                 Err(_) => {
                     return Err(Error::invalid(
                         "spec.cwd",
-                        format!("{} does not exist", cwd.display()),
+                        format!("{} does not exist", clip_path(cwd)),
                     ))
                 }
             }
@@ -113,7 +113,7 @@ pub fn resolve_program(
             "does not exist"
         };
         return Err(Error::Exec {
-            message: format!("spec.argv[0]: {} {why}", path.display()),
+            message: format!("spec.argv[0]: {} {why}", clip_path(&path)),
             not_found: !exists,
         });
     }
@@ -128,7 +128,11 @@ pub fn resolve_program(
         }
     }
     Err(Error::Exec {
-        message: format!("spec.argv[0]: {program:?} not found on PATH (looked in {path_var})"),
+        message: format!(
+            "spec.argv[0]: {} not found on PATH (looked in {})",
+            quote(program),
+            clip(&path_var)
+        ),
         not_found: true,
     })
 }
