@@ -19,10 +19,11 @@ fn carriers(pid: u32) -> Vec<u32> {
 /// Start `count` copies of `script`; returns once each has at least `per_tree` marked processes.
 async fn trees(d: &Daemon, count: usize, script: &str, per_tree: usize) {
     let mut c = d.c().await;
+    let already = carriers(d.pid()).len();
     for _ in 0..count {
         start(&mut c, sh(script)).await;
     }
-    let want = count * per_tree;
+    let want = already + count * per_tree;
     eventually(30, &format!("{want} processes running"), || {
         carriers(d.pid()).len() >= want
     })
