@@ -5,6 +5,10 @@
 //!     live) vs reading the same command's stdout pipe.
 //! (c) A one-byte PTY echo through `Attach` vs a PTY opened here, running the same `cat`.
 //! (d) The same echo through `AgentService.Attach` (the `cat` as an agent) vs the same raw PTY.
+//! (e) The p90 of a unary `Get` while bursts of 32 concurrent `Start`s and 8 `Spawn`s run, vs
+//!     the same `Get` on a quiet daemon.
+//! (f) After `kill -9` of a daemon with 500 process trees (2,000 processes), how long a new
+//!     daemon on the same state dir takes to answer health SERVING, and to have swept them all.
 //!
 //! It prints medians and ratios, and PASS/MISS per target. It asserts nothing about time and
 //! exits 0 whether targets are met or not: a benchmark reports, the tests decide.
@@ -37,7 +41,7 @@ const ECHO: &str = "stty raw -echo; printf R; exec cat";
 struct Daemon {
     child: Child,
     socket: PathBuf,
-    _tmp: tempfile::TempDir,
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Daemon {
@@ -47,6 +51,28 @@ impl Daemon {
             .tempdir()
             .expect("temp dir");
         let dir = tmp.path().join("state");
+        let mut d = Daemon::start_in(&dir, args).await;
+        d._tmp = Some(tmp);
+        d
+    }
+
+    /// A daemon on `dir`, answering `List`.
+    async fn start_in(dir: &std::path::Path, args: &[&str]) -> Daemon {
+        let d = Daemon::spawn_in(dir, args);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut c) = d.client().await {
+                if c.list(pb::ListRequest::default()).await.is_ok() {
+                    return d;
+                }
+            }
+            assert!(Instant::now() < deadline, "tend did not answer within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A daemon on `dir`, not waited for.
+    fn spawn_in(dir: &std::path::Path, args: &[&str]) -> Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_tend"))
             .arg("serve")
             .arg("--state-dir")
@@ -57,20 +83,10 @@ impl Daemon {
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn tend serve");
-        let d = Daemon {
+        Daemon {
             child,
             socket: dir.join("tend.sock"),
-            _tmp: tmp,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(mut c) = d.client().await {
-                if c.list(pb::ListRequest::default()).await.is_ok() {
-                    return d;
-                }
-            }
-            assert!(Instant::now() < deadline, "tend did not answer within 30 s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            _tmp: None,
         }
     }
 
@@ -642,6 +658,243 @@ async fn bench_agent_echo(d: &Daemon) -> EchoResult {
 }
 
 // ---------------------------------------------------------------------------------------------
+// (e) Get while Starts and Spawns burst
+
+/// Bursts of (e), and their size.
+const BURSTS: usize = 20;
+const BURST_STARTS: usize = 32;
+const BURST_SPAWNS: usize = 8;
+
+struct BurstResult {
+    quiet: Stats,
+    busy: Stats,
+}
+
+/// `Get` latencies, one after another, until `stop` is set.
+async fn gets_until(
+    mut c: ProcessClient,
+    id: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        out.push(us(unary_floor(&mut c, &id).await));
+    }
+    out
+}
+
+async fn bench_burst(d: &Daemon) -> BurstResult {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let mut c = d.client().await.expect("client");
+    let id = c
+        .start(pb::StartRequest {
+            spec: Some(spec(&["sleep", "1000"])),
+            ..Default::default()
+        })
+        .await
+        .expect("start")
+        .into_inner()
+        .process
+        .expect("process")
+        .id;
+    let measure = |stop: Arc<AtomicBool>| {
+        let c = c.clone();
+        let id = id.clone();
+        tokio::spawn(gets_until(c, id, stop))
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let quiet = measure(stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let quiet = Stats::new(quiet.await.expect("gets"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = measure(stop.clone());
+    let agents = d.agents().await.expect("agents");
+    for round in 0..BURSTS {
+        let mut burst = tokio::task::JoinSet::new();
+        for _ in 0..BURST_STARTS {
+            let mut c = c.clone();
+            burst.spawn(async move {
+                let _ = c
+                    .start(pb::StartRequest {
+                        spec: Some(spec(&["/bin/true"])),
+                        ..Default::default()
+                    })
+                    .await;
+            });
+        }
+        for i in 0..BURST_SPAWNS {
+            let mut a = agents.clone();
+            burst.spawn(async move {
+                let _ = a
+                    .spawn(pb::SpawnRequest {
+                        spec: Some(pb::AgentSpec {
+                            name: format!("burst-{round}-{i}"),
+                            argv: vec!["true".into()],
+                            kind: pb::AgentKind::Crew as i32,
+                            ..Default::default()
+                        }),
+                    })
+                    .await;
+            });
+        }
+        while burst.join_next().await.is_some() {}
+        // Crew agents are persisted (a locked, fsynced store update): remove them again so
+        // each burst's Spawns pay that again, and the agent limit is never reached.
+        for i in 0..BURST_SPAWNS {
+            let mut a = agents.clone();
+            let _ = a
+                .remove(pb::AgentServiceRemoveRequest {
+                    name: format!("burst-{round}-{i}"),
+                })
+                .await;
+        }
+        let _ = c
+            .list(pb::ListRequest::default())
+            .await
+            .map(|l| l.into_inner());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let busy = Stats::new(busy.await.expect("gets"));
+    BurstResult { quiet, busy }
+}
+
+fn report_burst(e: &BurstResult) {
+    println!();
+    println!(
+        "(e) unary Get during {BURSTS} bursts of {BURST_STARTS} Starts + {BURST_SPAWNS} crew \
+         Spawns (+ their Removes)"
+    );
+    println!("                                  median µs     p90 µs    samples");
+    for (label, s) in [("quiet daemon", &e.quiet), ("during the bursts", &e.busy)] {
+        println!(
+            "    {label:<28} {:>9.0} {:>10.0} {:>10}",
+            s.median(),
+            s.pct(0.9),
+            s.0.len()
+        );
+    }
+    let p90 = e.busy.pct(0.9);
+    println!(
+        "    p90 during the bursts {:.2} ms  (target <= 2 ms)  {}",
+        p90 / 1000.0,
+        verdict(p90 <= 2000.0)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// (f) the sweep after a crash
+
+const SWEEP_TREES: usize = 500;
+/// Four processes per tree, one of them out of the group by setsid.
+const SWEEP_TREE: &str = "sleep 1000 & setsid sleep 1000 & sleep 1000 & wait";
+
+struct SweepResult {
+    orphans: usize,
+    serving: Duration,
+    swept: Option<Duration>,
+    left: usize,
+}
+
+/// Live processes whose TEND_ORIGIN names daemon `pid`.
+fn carriers(pid: u32) -> usize {
+    let want = format!("{pid}:");
+    tend::supervisor::records::marked(|m| {
+        m.split_once(':')
+            .is_some_and(|(_, rest)| rest.starts_with(&want))
+    })
+    .len()
+}
+
+async fn bench_sweep() -> SweepResult {
+    let tmp = tempfile::Builder::new()
+        .prefix("tend-bench")
+        .tempdir()
+        .expect("temp dir");
+    let dir = tmp.path().join("state");
+    let mut first = Daemon::start_in(&dir, &["--max-running", "1000"]).await;
+    let mut c = first.client().await.expect("client");
+    for _ in 0..SWEEP_TREES {
+        c.start(pb::StartRequest {
+            spec: Some(spec(&["sh", "-c", SWEEP_TREE])),
+            ..Default::default()
+        })
+        .await
+        .expect("start");
+    }
+    let pid = first.child.id();
+    let want = SWEEP_TREES * 4;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while carriers(pid) < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let orphans = carriers(pid);
+    let _ = first.child.kill();
+    let _ = first.child.wait();
+    drop(c);
+
+    let t0 = Instant::now();
+    let second = Daemon::spawn_in(&dir, &[]);
+    let serving = loop {
+        if let Ok(ch) = tend::cli::connect::channel(&Addr::Unix(second.socket.clone())).await {
+            let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
+            if let Ok(r) = h
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+            {
+                if r.into_inner().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                {
+                    break t0.elapsed();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let mut swept = None;
+    let mut left = orphans;
+    while t0.elapsed() < Duration::from_secs(60) {
+        left = carriers(pid);
+        if left == 0 {
+            swept = Some(t0.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(second);
+    drop(first);
+    SweepResult {
+        orphans,
+        serving,
+        swept,
+        left,
+    }
+}
+
+fn report_sweep(f: &SweepResult) {
+    println!();
+    println!(
+        "(f) restart after kill -9 of a daemon with {SWEEP_TREES} trees ({} processes found)",
+        f.orphans
+    );
+    println!(
+        "    health SERVING after {:.0} ms  (target <= 1000 ms)  {}",
+        f.serving.as_secs_f64() * 1e3,
+        verdict(f.serving <= Duration::from_secs(1))
+    );
+    match f.swept {
+        Some(t) => println!(
+            "    every orphan dead after {:.0} ms  (target <= 5000 ms)  {}",
+            t.as_secs_f64() * 1e3,
+            verdict(t <= Duration::from_secs(5))
+        ),
+        None => println!("    {} orphans still alive after 60 s  MISS", f.left),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -691,8 +944,26 @@ async fn bench() {
         None
     };
 
+    let e = if on("e") {
+        let d = Daemon::start(&[]).await;
+        Some(bench_burst(&d).await)
+    } else {
+        None
+    };
+    let f = if on("f") {
+        Some(bench_sweep().await)
+    } else {
+        None
+    };
+
     if let Some(a) = a {
         report_run(&a);
+    }
+    if let Some(e) = e {
+        report_burst(&e);
+    }
+    if let Some(f) = f {
+        report_sweep(&f);
     }
     if let Some(b) = b {
         report_stream(&b);

@@ -55,7 +55,12 @@ impl AgentService for AgentApi {
         request: Request<pb::SpawnRequest>,
     ) -> Result<Response<pb::SpawnResponse>, Status> {
         let spec = conv::spec(request.into_inner().spec)?;
-        let info = self.agents.spawn(spec)?;
+        // The spawn and the crew store's locked, fsynced update are blocking work: off the
+        // async workers, which on two cores are half the daemon each.
+        let agents = self.agents.clone();
+        let info = tokio::task::spawn_blocking(move || agents.spawn(spec))
+            .await
+            .map_err(|e| Error::Internal(format!("spawn task: {e}")))??;
         Ok(Response::new(pb::SpawnResponse {
             agent: Some(conv::info(info)),
         }))

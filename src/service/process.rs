@@ -37,8 +37,7 @@ impl ProcessApi {
         }
     }
 
-    /// Pump `p`'s output into `tx`; when the stream ends before the process does and it is the
-    /// process's owner, stop the process, as sshd does when its client goes.
+    /// Pump `p`'s output into `tx` in a task of its own; see `owned_pump`.
     fn pump_owned<R: Send + 'static>(
         &self,
         permit: tokio::sync::OwnedSemaphorePermit,
@@ -48,22 +47,20 @@ impl ProcessApi {
         tx: mpsc::Sender<Result<R, Status>>,
         wrap: fn(pb::ProcessEvent) -> R,
     ) {
-        let sup = self.sup.clone();
-        let grace = self.grace;
         let mut cursor = cursor;
         if how.lossless {
             // Before the call returns: nothing is overwritten before this reader's first read.
             p.output.hold(&mut cursor);
         }
-        tokio::spawn(async move {
-            if pump(permit, p.clone(), cursor, how, tx, wrap).await == Pumped::Gone
-                && how.owner
-                && p.running()
-            {
-                tracing::info!(id = p.id, "the client went away; stopping its process");
-                sup.stop(&p, grace);
-            }
-        });
+        let stopper = self.stopper();
+        tokio::spawn(owned_pump(stopper, permit, p, cursor, how, tx, wrap));
+    }
+
+    fn stopper(&self) -> Stopper {
+        Stopper {
+            sup: self.sup.clone(),
+            grace: self.grace,
+        }
     }
 
     fn find(&self, field: &str, id: &str) -> Result<Arc<Process>, Error> {
@@ -73,6 +70,32 @@ impl ProcessApi {
 }
 
 type EventStream<R> = Pin<Box<dyn Stream<Item = Result<R, Status>> + Send>>;
+
+/// What stops a process whose owning stream went away.
+struct Stopper {
+    sup: Supervisor,
+    grace: Duration,
+}
+
+/// Pump `p`'s output into `tx`; when the stream ends before the process does and it is the
+/// process's owner, stop the process, as sshd does when its client goes.
+async fn owned_pump<R>(
+    stopper: Stopper,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    p: Arc<Process>,
+    cursor: Cursor,
+    how: Reading,
+    tx: mpsc::Sender<Result<R, Status>>,
+    wrap: fn(pb::ProcessEvent) -> R,
+) {
+    if pump(permit, p.clone(), cursor, how, tx, wrap).await == Pumped::Gone
+        && how.owner
+        && p.running()
+    {
+        tracing::info!(id = p.id, "the client went away; stopping its process");
+        stopper.sup.stop(&p, stopper.grace);
+    }
+}
 
 #[tonic::async_trait]
 impl ProcessService for ProcessApi {
@@ -84,7 +107,11 @@ impl ProcessService for ProcessApi {
         let wait = convert::wait_ms("wait_timeout_ms", r.wait_timeout_ms)?;
         let opts = convert::view_options("output", r.output.as_ref())?;
         let spec = convert::spec(r.spec, r.request_id, self.sup.limits())?;
-        let p = self.sup.start(spec)?;
+        let sup = self.sup.clone();
+        // Blocking work (the record's file write, the spawn): off the async workers.
+        let p = tokio::task::spawn_blocking(move || sup.start(spec))
+            .await
+            .map_err(|e| Error::Internal(format!("start task: {e}")))??;
         let mut resp = pb::StartResponse::default();
         if let Some(wait) = wait {
             if self.sup.wait(&p, Some(wait)).await {
@@ -110,16 +137,37 @@ impl ProcessService for ProcessApi {
         let r = request.into_inner();
         let spec = convert::spec(r.spec, r.request_id, self.sup.limits())?;
         let permit = self.streams.admit()?;
-        let (p, cursor) = self.sup.start_reading(spec, !r.observer)?;
         let wrap = |e| pb::RunResponse { event: Some(e) };
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        let _ = tx.try_send(Ok(wrap(convert::started_event(&p))));
         let how = Reading {
             follow: true,
             lossless: !r.observer,
             owner: r.kill_on_disconnect.unwrap_or(true),
         };
-        self.pump_owned(permit, p, cursor, how, tx, wrap);
+        // The start (blocking work, on a blocking thread) and the pump share a task of their
+        // own: if this call is dropped while the process starts, it is still pumped — and, its
+        // client gone, stopped — so its lossless hold never outlives the call.
+        let (opened, open) = tokio::sync::oneshot::channel();
+        let (sup, stopper) = (self.sup.clone(), self.stopper());
+        tokio::spawn(async move {
+            let started =
+                tokio::task::spawn_blocking(move || sup.start_reading(spec, how.lossless))
+                    .await
+                    .map_err(|e| Error::Internal(format!("start task: {e}")))
+                    .and_then(|r| r);
+            let (p, cursor) = match started {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = opened.send(Err(e));
+                    return;
+                }
+            };
+            let _ = tx.try_send(Ok(wrap(convert::started_event(&p))));
+            let _ = opened.send(Ok(()));
+            owned_pump(stopper, permit, p, cursor, how, tx, wrap).await;
+        });
+        open.await
+            .map_err(|_| Error::Internal("the start task ended early".into()))??;
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -52,8 +52,13 @@ impl Cgroups {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        std::fs::write(dir.join("cgroup.procs"), pid.to_string())?;
-        Ok(dir)
+        match std::fs::write(dir.join("cgroup.procs"), pid.to_string()) {
+            // Already gone (a short-lived process): nothing to hold; the empty cgroup is
+            // removed with the process's record.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(dir),
+            Err(e) => Err(e),
+            Ok(()) => Ok(dir),
+        }
     }
 }
 

@@ -64,6 +64,8 @@ struct Inner {
     cgroups: Option<cgroup::Cgroups>,
     reaper: Arc<reaper::Reaper>,
     table: Mutex<Table>,
+    /// Held through a start, from the checks of names and request ids to the insert.
+    starting: Mutex<()>,
     shutting_down: AtomicBool,
 }
 
@@ -156,6 +158,7 @@ impl Supervisor {
                 cgroups,
                 reaper: reaper::Reaper::start(),
                 table: Mutex::new(Table::default()),
+                starting: Mutex::new(()),
                 shutting_down: AtomicBool::new(false),
             }),
         })
@@ -201,8 +204,15 @@ impl Supervisor {
         let env = spec.environment();
         let program = spec::resolve_program(&spec.argv[0], &env, spec.cwd.as_deref())?;
 
-        // The table stays locked through the spawn so that two retries with one request id, or two
-        // starts with one name, cannot both run.
+        // Starts are serialized (so that two retries with one request id, or two starts with one
+        // name, cannot both run), but the table is locked only to look and to insert: the
+        // record's file write and the spawn happen outside it, and Get or List never wait for
+        // them.
+        let _one_at_a_time = self
+            .inner
+            .starting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut table = self.table();
         if let Some(req) = &spec.request_id {
             if let Some(p) = table.requests.get(req).and_then(|s| table.procs.get(s)) {
@@ -235,6 +245,7 @@ impl Supervisor {
         }
         table.next += 1;
         let seq = table.next;
+        drop(table);
         let id = format!("p-{seq}");
         self.inner.records.prepare(&id)?;
         let (key, marker) = self.inner.records.marker(&id);
@@ -318,9 +329,11 @@ impl Supervisor {
             (input, master),
             cgroup.clone(),
         ));
-        table.insert(process.clone());
-        table.running += 1;
-        drop(table);
+        {
+            let mut table = self.table();
+            table.insert(process.clone());
+            table.running += 1;
+        }
 
         // Completing the record is file work the caller need not wait for: the child is already
         // findable by its prepared record and its TEND_ORIGIN marker.
