@@ -76,7 +76,7 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_tend"))
             .arg("serve")
             .arg("--state-dir")
-            .arg(&dir)
+            .arg(dir)
             .args(args)
             .env("TEND_LOG", "warn")
             .stdin(Stdio::null())
