@@ -173,3 +173,62 @@ async fn a_restart_after_sigkill_sweeps_the_old_groups() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_token_file_others_can_read_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for (token, mode, want) in [
+        ("0123456789abcdef0123", 0o644, "chmod 600"),
+        ("abc", 0o600, "at least 16"),
+    ] {
+        let path = dir.join("token");
+        std::fs::write(&path, token).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+            .args(["serve", "--listen", "tcp://127.0.0.1:0", "--state-dir"])
+            .arg(&dir)
+            .env_remove("TEND_TOKEN")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "started with a {mode:o} token file {token:?}"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn the_cli_says_permission_denied_for_another_users_socket() {
+    if !std::path::Path::new("/usr/bin/setpriv").exists() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "setpriv (util-linux) is needed to run the CLI as another user"
+        );
+        eprintln!("SKIP: no setpriv to run the CLI as another user");
+        return;
+    }
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: not root, so no other user to become");
+        return;
+    }
+    let d = Daemon::start().await;
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_tend"))
+        .arg("--connect")
+        .arg(d.socket())
+        .arg("ps")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("permission denied"), "{err}");
+}
