@@ -37,6 +37,54 @@ fn tuned(b: Server) -> Server {
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
 }
 
+/// The daemon's services, for every router, and their names, for health.
+#[derive(Default)]
+struct Services {
+    routes: tonic::service::RoutesBuilder,
+    names: Vec<&'static str>,
+}
+
+impl Services {
+    fn add<S>(&mut self, svc: S)
+    where
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.names.push(S::NAME);
+        self.routes.add_service(svc);
+    }
+}
+
+/// Server reflection (v1 and v1alpha) of the daemon's protos and health's.
+fn reflection() -> Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    >,
+)> {
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    Ok((v1, v1alpha))
+}
+
 /// What `serve` reports once it listens, e.g. for the plugin handshake.
 #[derive(Debug, Clone)]
 pub struct Listening {
@@ -84,22 +132,6 @@ pub async fn serve(
 
     let sup = Supervisor::new(dir, config.limits.clone())?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<pb::process_service_server::ProcessServiceServer<ProcessApi>>()
-        .await;
-    let reflection = || -> Result<_> {
-        let v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-        let v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-        Ok((v1, v1alpha))
-    };
     let agents = Agents::new(
         sup.clone(),
         dir,
@@ -107,19 +139,26 @@ pub async fn serve(
         config.limits.max_agents,
     );
     let streams = Streams::new(config.limits.max_streams);
-    health
-        .set_serving::<pb::agent_service_server::AgentServiceServer<AgentApi>>()
-        .await;
-    let process = pb::process_service_server::ProcessServiceServer::new(ProcessApi::new(
-        sup.clone(),
-        streams.clone(),
-        config.grace,
+    // Every service, once: the routers of every listener, health and reflection take them from
+    // this list, so a new service is one line here.
+    let mut services = Services::default();
+    services.add(pb::process_service_server::ProcessServiceServer::new(
+        ProcessApi::new(sup.clone(), streams.clone(), config.grace),
     ));
-    let agent = pb::agent_service_server::AgentServiceServer::new(AgentApi::new(
-        agents,
-        config.limits.max_input_bytes,
-        streams,
+    services.add(pb::agent_service_server::AgentServiceServer::new(
+        AgentApi::new(agents, config.limits.max_input_bytes, streams),
     ));
+    for name in &services.names {
+        health
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    let names = services.names.clone();
+    services.routes.add_service(health_service);
+    let (v1, v1alpha) = reflection()?;
+    services.routes.add_service(v1);
+    services.routes.add_service(v1alpha);
+    let routes = services.routes.routes();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -128,15 +167,10 @@ pub async fn serve(
     let calls = admission::CallsLayer::new(config.limits.max_calls, config.limits.first_message);
     let mut servers = tokio::task::JoinSet::new();
     {
-        let (v1, v1alpha) = reflection()?;
         let router = tuned(Server::builder())
             .layer(calls.clone())
             .layer(decode_errors::DecodeErrorsLayer)
-            .add_service(health_service.clone())
-            .add_service(v1)
-            .add_service(v1alpha)
-            .add_service(process.clone())
-            .add_service(agent.clone());
+            .add_routes(routes.clone());
         // Clients that send the socket's path as :authority: see authority.rs.
         let conns = admission::Connections::new(config.limits.max_connections, "unix");
         let incoming = UnixListenerStream::new(unix).filter_map(move |c| match c {
@@ -154,17 +188,12 @@ pub async fn serve(
     for l in tcp {
         let addr = l.local_addr().map_err(|e| Error::io("local_addr", e))?;
         tcp_addrs.push(addr);
-        let (v1, v1alpha) = reflection()?;
         let check = auth::require(token.clone().expect("a token when listening on TCP"));
         let router = tuned(Server::builder())
             .layer(calls.clone())
             .layer(decode_errors::DecodeErrorsLayer)
             .layer(InterceptorLayer::new(check))
-            .add_service(health_service.clone())
-            .add_service(v1)
-            .add_service(v1alpha)
-            .add_service(process.clone())
-            .add_service(agent.clone());
+            .add_routes(routes.clone());
         // serve_with_incoming ignores the builder's tcp_nodelay: without it, Nagle holds small
         // events (a keystroke's echo) back until the peer's delayed ACK.
         let conns = admission::Connections::new(config.limits.max_connections, addr.to_string());
@@ -192,12 +221,11 @@ pub async fn serve(
         }
     }
     // Visible at once: health checks answer NOT_SERVING while the processes are stopped.
-    health
-        .set_not_serving::<pb::process_service_server::ProcessServiceServer<ProcessApi>>()
-        .await;
-    health
-        .set_not_serving::<pb::agent_service_server::AgentServiceServer<AgentApi>>()
-        .await;
+    for name in &names {
+        health
+            .set_service_status(*name, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
