@@ -6,8 +6,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::output::StreamKind;
-use super::process::Process;
+use super::output::{Output, StreamKind};
 
 /// Hand `fd` to the reactor.
 pub fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<OwnedFd>> {
@@ -53,9 +52,9 @@ fn retrying(mut call: impl FnMut() -> isize) -> io::Result<usize> {
     }
 }
 
-/// Read a PTY master (a dup of it) into the process's output until end of file: EIO, once every
-/// slave end is closed.
-pub async fn read_pty(fd: OwnedFd, p: &Process) -> io::Result<()> {
+/// Read a PTY master (a dup of it) into an output log until end of file: EIO, once every slave
+/// end is closed. Takes the log, not the process, so that any backend's terminal can use it.
+pub async fn read_pty(fd: OwnedFd, output: &Output) -> io::Result<()> {
     set_nonblocking(&fd)?;
     let fd = register(fd, Interest::READABLE)?;
     let mut buf = vec![0u8; 64 << 10];
@@ -64,10 +63,10 @@ pub async fn read_pty(fd: OwnedFd, p: &Process) -> io::Result<()> {
         // Behind a lossless reader the terminal is left unread, so the program blocks on its
         // write until the reader catches up. Asked once data is there: a hold taken while this
         // task waited for it must limit this read.
-        let room = p.output.room(StreamKind::Pty, buf.len()).await;
+        let room = output.room(StreamKind::Pty, buf.len()).await;
         match ready.try_io(|fd| read(fd.get_ref(), &mut buf[..room])) {
             Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
-            Ok(Ok(n)) => p.output.append(StreamKind::Pty, &buf[..n]),
+            Ok(Ok(n)) => output.append(StreamKind::Pty, &buf[..n]),
             Err(_would_block) => {}
         }
     }

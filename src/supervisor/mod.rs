@@ -782,7 +782,7 @@ impl Readers {
             Readers::Pty(fd) => {
                 let p = p.clone();
                 vec![tokio::spawn(async move {
-                    if let Err(e) = fdio::read_pty(fd, &p).await {
+                    if let Err(e) = fdio::read_pty(fd, &p.output).await {
                         tracing::error!(id = p.id, error = %e, "cannot read the PTY");
                     }
                     p.output.eof(StreamKind::Pty);
