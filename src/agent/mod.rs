@@ -252,8 +252,8 @@ impl Agents {
                 all.retain(|s| s.spec.name != spec.name);
                 all.push(saved);
             }) {
-                // SAFETY: kill(2) of the group we just started.
-                unsafe { libc::kill(-(process.pid as i32), libc::SIGKILL) };
+                // Not persisted, so not started: the run just begun goes, whole tree and all.
+                self.inner.sup.stop(&process, std::time::Duration::ZERO);
                 return Err(e);
             }
         }

@@ -4,12 +4,14 @@ mod cgroup;
 mod dispositions;
 mod fdio;
 mod input;
+mod native;
 pub mod output;
 mod process;
 mod pty_spawn;
 pub mod reaper;
 pub mod records;
 mod ring;
+pub mod signal;
 mod spawn;
 pub mod spec;
 pub mod view;
@@ -59,10 +61,8 @@ pub struct Supervisor {
 
 struct Inner {
     limits: Limits,
-    records: Records,
-    /// Each process's cgroup is made under this one, where cgroup v2 is writable.
-    cgroups: Option<cgroup::Cgroups>,
-    reaper: Arc<reaper::Reaper>,
+    /// Where processes run: this host.
+    native: native::Native,
     table: Mutex<Table>,
     /// Held through a start, from the checks of names and request ids to the insert.
     starting: Mutex<()>,
@@ -154,9 +154,11 @@ impl Supervisor {
         Ok(Supervisor {
             inner: Arc::new(Inner {
                 limits,
-                records,
-                cgroups,
-                reaper: reaper::Reaper::start(),
+                native: native::Native {
+                    records,
+                    cgroups,
+                    reaper: reaper::Reaper::start(),
+                },
                 table: Mutex::new(Table::default()),
                 starting: Mutex::new(()),
                 shutting_down: AtomicBool::new(false),
@@ -200,9 +202,7 @@ impl Supervisor {
                 "the daemon is shutting down; start the process on another daemon".into(),
             ));
         }
-        spec.check_cwd()?;
-        let env = spec.environment();
-        let program = spec::resolve_program(&spec.argv[0], &env, spec.cwd.as_deref())?;
+        let checked = self.inner.native.check(&spec)?;
 
         // Starts are serialized (so that two retries with one request id, or two starts with one
         // name, cannot both run), but the table is locked only to look and to insert: the
@@ -247,25 +247,13 @@ impl Supervisor {
         let seq = table.next;
         drop(table);
         let id = format!("p-{seq}");
-        self.inner.records.prepare(&id)?;
-        let (key, marker) = self.inner.records.marker(&id);
-        let mut env = env;
-        env.insert(key, marker);
-        let spawned = spawn::spawn(&spec, &program, &env, &self.inner.reaper)
-            .inspect_err(|_| self.inner.records.remove(&id))?;
-        // At once: what the child starts from now on is born in its cgroup.
-        let cgroup = self.inner.cgroups.as_ref().and_then(|c| {
-            c.adopt(&id, spawned.pid)
-                .inspect_err(|e| tracing::warn!(id, error = %e, "cannot make the process's cgroup"))
-                .ok()
-        });
+        let native::Launched { spawned, cgroup } = self.inner.native.launch(&id, &spec, checked)?;
         let limits = &self.inner.limits;
         let max_pending = limits.max_pending_input;
 
         let pid = spawned.pid;
         let failed = |what: &str, e: std::io::Error| {
-            // SAFETY: kill(2) of the group we just created.
-            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            let _ = signal::to_group(pid, libc::SIGKILL);
             Error::Internal(format!("{what}: {e}"))
         };
         let (kinds, input, master, readers) = match spawned.io {
@@ -337,11 +325,9 @@ impl Supervisor {
 
         // Completing the record is file work the caller need not wait for: the child is already
         // findable by its prepared record and its TEND_ORIGIN marker.
-        let records = self.inner.records.clone();
+        let this = self.clone();
         let completing = tokio::task::spawn_blocking(move || {
-            if let Err(e) = records.complete(&id, pid, cgroup.as_deref()) {
-                tracing::warn!(id, error = %e, "cannot complete the pgid record");
-            }
+            this.inner.native.complete(&id, pid, cgroup.as_deref())
         });
         let pipe_tasks = readers.start(&process);
         let this = self.clone();
@@ -420,14 +406,11 @@ impl Supervisor {
 
         let mut table = self.table();
         // Forget groups that have emptied since (this one included), and their records.
-        let records = &self.inner.records;
+        let native = &self.inner.native;
         table.lingering.retain(|pgid, l| {
             let alive = l.alive(*pgid);
             if !alive {
-                records.remove(&l.id);
-                if let Some(cg) = &l.cgroup {
-                    cgroup::remove(cg);
-                }
+                native.forget(&l.id, l.cgroup.as_deref());
             }
             alive
         });
@@ -501,23 +484,20 @@ impl Supervisor {
                 )));
             }
         }
-        let target = if leader_only {
-            p.pid as i32
+        // The pgid is ours while the leader is unreaped or members remain.
+        let sent = if leader_only {
+            self::signal::to_process(p.pid, signal)
         } else {
-            -(p.pid as i32)
+            self::signal::to_group(p.pid, signal)
         };
-        // SAFETY: kill(2); the pgid is ours while the leader is unreaped or members remain.
-        if unsafe { libc::kill(target, signal) } != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ESRCH) {
-                return Err(Error::FailedPrecondition(format!(
-                    "{} is exiting; nothing is left to signal",
-                    p.id
-                )));
-            }
-            return Err(Error::io(format!("signal {}", p.id), err));
+        match sent {
+            Ok(()) => Ok(()),
+            Err(e) if self::signal::is_gone(&e) => Err(Error::FailedPrecondition(format!(
+                "{} is exiting; nothing is left to signal",
+                p.id
+            ))),
+            Err(e) => Err(Error::io(format!("signal {}", p.id), e.into())),
         }
-        Ok(())
     }
 
     /// Stop a process in the background, as `terminate` does.
@@ -552,7 +532,7 @@ impl Supervisor {
 
     /// SIGKILL everything of a process: its group, its cgroup, and its marker's carriers.
     async fn kill_tree(&self, tree: Tree) {
-        let marker = self.inner.records.marker(&tree.id).1;
+        let marker = self.inner.native.records.marker(&tree.id).1;
         let _ = tokio::task::spawn_blocking(move || {
             tree.signal(libc::SIGKILL);
             if let Some(cg) = &tree.cgroup {
@@ -625,16 +605,16 @@ impl Supervisor {
         }
         // Their terminals are going away: interactive shells ignore SIGTERM but obey a hangup.
         for pgid in &terminals {
-            // SAFETY: kill(2) of our own groups.
-            unsafe { libc::kill(-(*pgid as i32), libc::SIGHUP) };
+            let _ = signal::to_group(*pgid, libc::SIGHUP);
         }
         let all_gone = || trees.iter().all(|t| !t.alive());
         let deadline = Instant::now() + grace;
         while !all_gone() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let cgroups = self.inner.cgroups.as_ref().map(|c| c.root().to_path_buf());
-        let prefix = self.inner.records.marker_prefix();
+        let native = &self.inner.native;
+        let cgroups = native.cgroups.as_ref().map(|c| c.root().to_path_buf());
+        let prefix = native.records.marker_prefix();
         let killing = trees.clone();
         let left = tokio::task::spawn_blocking(move || {
             for t in &killing {
@@ -661,14 +641,14 @@ impl Supervisor {
         .unwrap_or(1);
         for t in &trees {
             if !t.alive() {
-                self.inner.records.remove(&t.id);
+                native.forget(&t.id, t.cgroup.as_deref());
             }
         }
         if left == 0 && trees.iter().all(|t| !t.alive()) {
-            if let Some(c) = &self.inner.cgroups {
+            if let Some(c) = &native.cgroups {
                 cgroup::remove(c.root());
             }
-            self.inner.records.close();
+            native.records.close();
         } else {
             tracing::warn!(
                 left,
@@ -697,12 +677,11 @@ impl Tree {
 
     /// Signal the group and every process in the cgroup.
     fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) of a group the daemon made (its leader unreaped, or members left).
-        unsafe { libc::kill(-(self.pgid as i32), sig) };
+        // A group the daemon made (its leader unreaped, or members left).
+        let _ = signal::to_group(self.pgid, sig);
         if let Some(cg) = &self.cgroup {
             for pid in cgroup::members(cg) {
-                // SAFETY: plain kill(2) of a process in the process's cgroup.
-                unsafe { libc::kill(pid as i32, sig) };
+                let _ = signal::to_process(pid, sig);
             }
         }
     }

@@ -106,8 +106,7 @@ pub fn proc_stat(pid: u32) -> Option<ProcStat> {
 
 /// Whether any process is left in group `pgid` (kill(2) with signal 0: no /proc scan).
 pub fn group_alive(pgid: u32) -> bool {
-    // SAFETY: signal 0 only checks for existence and permission.
-    unsafe { libc::kill(-(pgid as i32), 0) == 0 }
+    super::signal::group_exists(pgid)
 }
 
 /// Every live process in group `pgid`.
@@ -116,12 +115,8 @@ pub fn group_members(pgid: u32) -> Vec<(u32, ProcStat)> {
     // behind). kill(-pgid, 0) failing with ESRCH proves that without reading every /proc/*/stat,
     // which costs about a millisecond on each exit. (Not for pgid 0 or 1: kill(0) and kill(-1)
     // address our own group and every process.)
-    if pgid > 1 {
-        // SAFETY: kill(2) with signal 0 only checks that the group exists; nothing is sent.
-        let rc = unsafe { libc::kill(-(pgid as i32), 0) };
-        if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-            return Vec::new();
-        }
+    if pgid > 1 && !super::signal::group_exists(pgid) {
+        return Vec::new();
     }
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -193,8 +188,7 @@ fn kill_in(snap: &Snapshot, pick: impl Fn(u32, &ProcStat, Option<&str>) -> bool)
         if stat.zombie || *pid == me || !pick(*pid, stat, marker.as_deref()) {
             continue;
         }
-        // SAFETY: plain kill(2).
-        if unsafe { libc::kill(*pid as i32, libc::SIGKILL) } == 0 {
+        if super::signal::to_process(*pid, libc::SIGKILL).is_ok() {
             killed.push(*pid);
         }
     }
