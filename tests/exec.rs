@@ -532,3 +532,31 @@ fn help_describes_arguments_signals_and_defaults() {
         assert!(h.contains("Process id or name"), "tend {cmd} --help:\n{h}");
     }
 }
+
+#[tokio::test]
+async fn a_third_ctrl_c_leaves_even_when_the_daemon_does_not_answer() {
+    let d = Daemon::start().await;
+    let (mut child, _out) = trapping(&d, "INT");
+    // SAFETY: kill(2) of the daemon this test started: stopped, it answers nothing.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGSTOP) };
+    for _ in 0..3 {
+        // SAFETY: kill(2) of the tend CLI this test started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut status = None;
+    for _ in 0..500 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGCONT) };
+    let status = status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("tend run did not leave on the third Ctrl-C")
+    });
+    assert_eq!(status.code(), Some(130));
+}

@@ -64,7 +64,7 @@ pub async fn logs(
             Shown::BrokenPipe => return Ok(EXIT_BROKEN_PIPE),
         }
     }
-    Ok(printer.exit_code(0, allow_gaps))
+    Ok(printer.exit_code(None, allow_gaps))
 }
 
 /// `tend kill`.

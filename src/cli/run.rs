@@ -19,6 +19,8 @@ pub const EXIT_OUTPUT_LOST: i32 = 254;
 /// The command's stdout here was a closed pipe: what a shell gives a pipeline member killed by
 /// SIGPIPE.
 pub const EXIT_BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
+/// How long a forwarded signal may wait for the daemon's answer.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A second Ctrl-C within this long of the first sends SIGKILL instead of SIGINT; a third
 /// leaves at once (130), even if the daemon does not answer.
 const ESCALATE_WITHIN: Duration = Duration::from_secs(2);
@@ -86,7 +88,7 @@ pub async fn run(mut client: ProcessClient, args: RunArgs) -> anyhow::Result<i32
         .await?
         .into_inner();
     let id = started.process.map(|p| p.id).unwrap_or_default();
-    signals.target(id.clone()).await;
+    signals.target(id.clone());
     let (tx, rx) = mpsc::channel::<pb::AttachRequest>(64);
     tx.send(pb::AttachRequest {
         kind: Some(attach_request::Kind::Open(pb::AttachOpen {
@@ -129,7 +131,7 @@ async fn follow(
         let ev = tokio::select! {
             ev = events.next() => ev,
             sig = signals.next() => {
-                signals.forward(sig).await;
+                signals.forward(sig);
                 continue;
             }
         };
@@ -138,15 +140,15 @@ async fn follow(
         };
         let ev = ev?;
         if let Some(Kind::Started(p)) = ev.as_ref().and_then(|e| e.kind.as_ref()) {
-            signals.target(p.id.clone()).await;
+            signals.target(p.id.clone());
         }
         match printer.show(ev)? {
             Shown::More => {}
-            Shown::Exited(code) => return Ok(printer.exit_code(code, allow_gaps)),
+            Shown::Exited(code) => return Ok(printer.exit_code(Some(code), allow_gaps)),
             Shown::BrokenPipe => {
                 // As a shell pipeline member would be: the command gets SIGPIPE (and, as the
                 // stream closes, the daemon's disconnect stop), and we exit quietly with 141.
-                signals.send("PIPE").await;
+                let _ = tokio::time::timeout(SIGNAL_TIMEOUT, signals.deliver("PIPE")).await;
                 return Ok(EXIT_BROKEN_PIPE);
             }
         }
@@ -199,18 +201,19 @@ impl Signals {
     }
 
     /// The command's id is known: deliver what came before.
-    async fn target(&mut self, id: String) {
+    fn target(&mut self, id: String) {
         if self.id.is_some() {
             return;
         }
         self.id = Some(id);
         for sig in std::mem::take(&mut self.pending) {
-            self.send(sig).await;
+            self.send(sig);
         }
     }
 
-    /// Pass `sig` on; a second Ctrl-C soon after the first becomes SIGKILL.
-    async fn forward(&mut self, sig: &'static str) {
+    /// Pass `sig` on; a second Ctrl-C soon after the first becomes SIGKILL, a third leaves.
+    /// Never waits for the daemon: the loop must stay free to see the next Ctrl-C.
+    fn forward(&mut self, sig: &'static str) {
         let mut sig = sig;
         if sig == "INT" {
             let now = Instant::now();
@@ -236,20 +239,32 @@ impl Signals {
             self.pending.push(sig);
             return;
         }
-        self.send(sig).await;
+        self.send(sig);
     }
 
-    async fn send(&mut self, sig: &'static str) {
-        let Some(id) = self.id.clone() else { return };
-        // The command may have exited meanwhile: nothing to do then.
-        let _ = self
-            .client
-            .signal(pb::SignalRequest {
-                id,
-                signal: sig.to_string(),
-                leader_only: false,
-            })
-            .await;
+    /// Send `sig` in a task of its own (bounded), so that a daemon slow to answer never keeps
+    /// this process from seeing the next signal.
+    fn send(&self, sig: &'static str) {
+        let call = self.deliver(sig);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(SIGNAL_TIMEOUT, call).await;
+        });
+    }
+
+    /// The Signal call for `sig`. The command may have exited meanwhile: nothing to do then.
+    fn deliver(&self, sig: &'static str) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut client = self.client.clone();
+        let id = self.id.clone();
+        async move {
+            let Some(id) = id else { return };
+            let _ = client
+                .signal(pb::SignalRequest {
+                    id,
+                    signal: sig.to_string(),
+                    leader_only: false,
+                })
+                .await;
+        }
     }
 }
 
@@ -324,14 +339,18 @@ impl Printer {
         Ok(Shown::More)
     }
 
-    /// `code`, or `EXIT_OUTPUT_LOST` (with a note) when bytes were lost and that is not allowed.
-    pub fn exit_code(&self, code: i32, allow_gaps: bool) -> i32 {
+    /// The command's `code` (0 when there is none to give, as for `tend logs`), or
+    /// `EXIT_OUTPUT_LOST` (with a note) when bytes were lost and that is not allowed.
+    pub fn exit_code(&self, code: Option<i32>, allow_gaps: bool) -> i32 {
         if self.lost == 0 || allow_gaps {
-            return code;
+            return code.unwrap_or(0);
         }
+        let instead = match code {
+            Some(code) => format!("the command's code was {code}; --allow-gaps exits with it"),
+            None => "--allow-gaps exits 0 instead".to_string(),
+        };
         eprintln!(
-            "[tend: {} bytes of output were lost; exiting {EXIT_OUTPUT_LOST} (the command's \
-             code was {code}; --allow-gaps exits with it)]",
+            "[tend: {} bytes of output were lost; exiting {EXIT_OUTPUT_LOST} ({instead})]",
             self.lost
         );
         EXIT_OUTPUT_LOST

@@ -46,7 +46,9 @@ pub fn load_or_create(given: Option<&str>, path: &Path) -> Result<String> {
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 return Err(Error::FailedPrecondition(format!(
-                    "the token file {} has mode {mode:03o}: others can read it;                      `chmod 600 {}` (and change the token if others may have seen it), or                      remove the file to have a new token made",
+                    "the token file {} has mode {mode:03o}: others can read it; `chmod 600 {}` (and \
+                     change the token if others may have seen it), or remove the file to have a \
+                     new token made",
                     path.display(),
                     path.display()
                 )));
