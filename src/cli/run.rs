@@ -53,14 +53,7 @@ pub async fn run(mut client: ProcessClient, args: RunArgs) -> anyhow::Result<i32
         ..Default::default()
     };
     if args.detach {
-        let started = client
-            .start(pb::StartRequest {
-                spec: Some(spec),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        println!("{}", started.process.map(|p| p.id).unwrap_or_default());
+        println!("{}", start(&mut client, spec).await?);
         return Ok(0);
     }
     // Before the call, so that a Ctrl-C while it starts is not lost.
@@ -80,14 +73,7 @@ pub async fn run(mut client: ProcessClient, args: RunArgs) -> anyhow::Result<i32
         return follow(events, &mut signals, &mut printer, args.allow_gaps).await;
     }
 
-    let started = client
-        .start(pb::StartRequest {
-            spec: Some(spec),
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let id = started.process.map(|p| p.id).unwrap_or_default();
+    let id = start(&mut client, spec).await?;
     signals.target(id.clone());
     let (tx, rx) = mpsc::channel::<pb::AttachRequest>(64);
     tx.send(pb::AttachRequest {
@@ -118,6 +104,18 @@ pub async fn run(mut client: ProcessClient, args: RunArgs) -> anyhow::Result<i32
         .into_inner()
         .map(|e| e.map(|e| e.event));
     follow(events, &mut signals, &mut printer, args.allow_gaps).await
+}
+
+/// Start `spec` in the background; its id.
+async fn start(client: &mut ProcessClient, spec: pb::ProcessSpec) -> anyhow::Result<String> {
+    let started = client
+        .start(pb::StartRequest {
+            spec: Some(spec),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    Ok(started.process.map(|p| p.id).unwrap_or_default())
 }
 
 /// Print events until the exit, forwarding this process's signals to the command's group.
