@@ -276,6 +276,9 @@ impl AgentService for AgentApi {
                 }
                 // The whole new run, from its first byte.
                 cursor = Cursor::new(&next.output.kinds(), 0);
+                if lossless {
+                    next.output.hold(&mut cursor);
+                }
                 let _ = moved.send(next.clone());
                 p = next;
             }

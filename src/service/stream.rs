@@ -21,7 +21,8 @@ pub const CHANNEL_DEPTH: usize = 16;
 pub struct Reading {
     /// Follow live output until the exit, or stop at the end of what is retained now.
     pub follow: bool,
-    /// Hold the output so nothing this reader has not received is overwritten.
+    /// Hold the output so nothing this reader has not received is overwritten (the cursor's
+    /// hold, taken where the cursor is made).
     pub lossless: bool,
     /// The stream owns the process: when it ends before the exit, the process is stopped.
     pub owner: bool,
@@ -62,10 +63,9 @@ pub async fn pump_run<R>(
     wrap: fn(pb::ProcessEvent) -> R,
 ) -> Pumped {
     let follow = how.follow;
-    if how.lossless {
-        p.output.hold(&mut cursor);
-    }
-    // Released when this returns or the task is dropped: a reader that went away holds nothing.
+    // A lossless cursor's hold was taken by the caller, when it made the cursor: before this
+    // task runs, so that no byte is overwritten meanwhile. Released when this returns or the
+    // task is dropped: a reader that went away holds nothing.
     let _hold = p.output.release_on_drop(&cursor);
     let mut changed = p.output.subscribe();
     loop {

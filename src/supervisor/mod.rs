@@ -33,19 +33,6 @@ use self::spec::Spec;
 use crate::config::Limits;
 use crate::error::{Error, Result};
 
-/// What is left of an exited process while its group or cgroup still holds something.
-#[derive(Debug, Clone)]
-struct Lingering {
-    id: String,
-    cgroup: Option<std::path::PathBuf>,
-}
-
-impl Lingering {
-    fn alive(&self, pgid: u32) -> bool {
-        group_alive(pgid) || self.cgroup.as_deref().is_some_and(cgroup::populated)
-    }
-}
-
 /// Filters of `list`.
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
@@ -79,7 +66,7 @@ struct Table {
     running: usize,
     /// Processes whose leader exited while something of theirs lived on (other members of the
     /// group, or processes in their cgroup), by pgid.
-    lingering: HashMap<u32, Lingering>,
+    lingering: HashMap<u32, Tree>,
 }
 
 impl Table {
@@ -390,13 +377,7 @@ impl Supervisor {
             let mut table = self.table();
             table.running -= 1;
             self.evict(&mut table);
-            table.lingering.insert(
-                p.pid,
-                Lingering {
-                    id: p.id.clone(),
-                    cgroup: p.cgroup.clone(),
-                },
-            );
+            table.lingering.insert(p.pid, Tree::of(&p));
         }
         // The pgid records are the daemon's own business: let the streams woken by finish send
         // their exited events before the file system work below.
@@ -407,10 +388,10 @@ impl Supervisor {
         let mut table = self.table();
         // Forget groups that have emptied since (this one included), and their records.
         let native = &self.inner.native;
-        table.lingering.retain(|pgid, l| {
-            let alive = l.alive(*pgid);
+        table.lingering.retain(|_, t| {
+            let alive = t.alive();
             if !alive {
-                native.forget(&l.id, l.cgroup.as_deref());
+                native.forget(&t.id, t.cgroup.as_deref());
             }
             alive
         });
@@ -589,11 +570,7 @@ impl Supervisor {
             let table = self.table();
             let running = table.procs.values().filter(|p| p.running());
             let mut trees: Vec<Tree> = running.clone().map(|p| Tree::of(p)).collect();
-            trees.extend(table.lingering.iter().map(|(pgid, l)| Tree {
-                pgid: *pgid,
-                id: l.id.clone(),
-                cgroup: l.cgroup.clone(),
-            }));
+            trees.extend(table.lingering.values().cloned());
             let terminals: Vec<u32> = running
                 .filter(|p| p.pty_size().is_some())
                 .map(|p| p.pid)
@@ -658,7 +635,8 @@ impl Supervisor {
     }
 }
 
-/// What a process consists of, for signalling all of it.
+/// What a process consists of, for signalling all of it; also what is left of an exited one
+/// while its group or cgroup still holds something.
 #[derive(Debug, Clone)]
 struct Tree {
     pgid: u32,
