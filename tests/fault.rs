@@ -320,3 +320,43 @@ async fn a_flood_of_header_only_calls_is_bounded() {
         "calls are admitted again once the flood's connections closed"
     );
 }
+
+#[tokio::test]
+async fn health_says_not_serving_from_the_start_of_shutdown() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    // The fixture gives processes 1 s from SIGTERM to SIGKILL.
+    let mut d = Daemon::start().await;
+    let ch = tend::cli::connect::channel(&tend::cli::connect::Addr::Unix(d.socket()))
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(ch);
+    let status = |r: tonic::Response<tonic_health::pb::HealthCheckResponse>| r.into_inner().status;
+    let check = HealthCheckRequest::default();
+    assert_eq!(
+        status(health.check(check.clone()).await.unwrap()),
+        ServingStatus::Serving as i32
+    );
+    // A process that ignores SIGTERM keeps the shutdown in its grace period.
+    let mut c = d.c().await;
+    start(&mut c, sh("trap '' TERM; echo up; sleep 1000 & wait")).await;
+    eventually(10, "the process runs", || carriers(d.pid()).len() == 2).await;
+    // SAFETY: kill(2) of the daemon this test started.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGTERM) };
+    let mut seen = None;
+    for _ in 0..100 {
+        match health.check(check.clone()).await.map(status) {
+            Ok(s) if s == ServingStatus::Serving as i32 => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await
+            }
+            Ok(s) => {
+                seen = Some(s);
+                break;
+            }
+            Err(e) => panic!("health went away before saying NOT_SERVING: {e}"),
+        }
+    }
+    assert_eq!(seen, Some(ServingStatus::NotServing as i32));
+    assert!(d.terminate().success());
+    assert!(carriers(d.pid()).is_empty());
+}
