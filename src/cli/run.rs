@@ -162,21 +162,18 @@ struct Signals {
     last_int: Option<Instant>,
     /// Ctrl-Cs in a row, each within `ESCALATE_WITHIN` of the last.
     ints: u32,
-    streams: Vec<(&'static str, Signal)>,
+    /// SIGINT, SIGTERM, SIGHUP and SIGQUIT, in that order.
+    streams: [Signal; 4],
 }
 
 impl Signals {
     fn new(client: ProcessClient) -> anyhow::Result<Signals> {
-        let kinds = [
-            ("INT", SignalKind::interrupt()),
-            ("TERM", SignalKind::terminate()),
-            ("HUP", SignalKind::hangup()),
-            ("QUIT", SignalKind::quit()),
+        let streams = [
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+            signal(SignalKind::quit())?,
         ];
-        let mut streams = Vec::new();
-        for (name, kind) in kinds {
-            streams.push((name, signal(kind)?));
-        }
         Ok(Signals {
             client,
             id: None,
@@ -189,13 +186,13 @@ impl Signals {
 
     /// The next signal this process received.
     async fn next(&mut self) -> &'static str {
-        let polls = self.streams.iter_mut().map(|(name, s)| {
-            Box::pin(async move {
-                s.recv().await;
-                *name
-            })
-        });
-        futures_select_all(polls).await
+        let [int, term, hup, quit] = &mut self.streams;
+        tokio::select! {
+            _ = int.recv() => "INT",
+            _ = term.recv() => "TERM",
+            _ = hup.recv() => "HUP",
+            _ = quit.recv() => "QUIT",
+        }
     }
 
     /// The command's id is known: deliver what came before.
@@ -264,22 +261,6 @@ impl Signals {
                 .await;
         }
     }
-}
-
-/// The first of several futures to finish (a tiny select_all, to need no futures crate).
-async fn futures_select_all<F: std::future::Future + Unpin>(
-    futures: impl IntoIterator<Item = F>,
-) -> F::Output {
-    let mut futures: Vec<F> = futures.into_iter().collect();
-    std::future::poll_fn(move |cx| {
-        for f in futures.iter_mut() {
-            if let std::task::Poll::Ready(v) = std::pin::Pin::new(f).poll(cx) {
-                return std::task::Poll::Ready(v);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 /// What showing one event led to.
