@@ -174,12 +174,22 @@ async fn h2_conn(
     h2::client::SendRequest<bytes::Bytes>,
     tokio::task::JoinHandle<()>,
 ) {
-    let io = tokio::net::UnixStream::connect(d.socket()).await.unwrap();
-    let (client, conn) = h2::client::handshake(io).await.unwrap();
+    try_h2_conn(d).await.expect("an HTTP/2 connection")
+}
+
+/// `h2_conn`, or `None` when the daemon closed the connection at once.
+async fn try_h2_conn(
+    d: &Daemon,
+) -> Option<(
+    h2::client::SendRequest<bytes::Bytes>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let io = tokio::net::UnixStream::connect(d.socket()).await.ok()?;
+    let (client, conn) = h2::client::handshake(io).await.ok()?;
     let task = tokio::spawn(async move {
         let _ = conn.await;
     });
-    (client, task)
+    Some((client, task))
 }
 
 async fn h2_client(d: &Daemon) -> h2::client::SendRequest<bytes::Bytes> {
@@ -359,4 +369,58 @@ async fn health_says_not_serving_from_the_start_of_shutdown() {
     assert_eq!(seen, Some(ServingStatus::NotServing as i32));
     assert!(d.terminate().success());
     assert!(carriers(d.pid()).is_empty());
+}
+
+#[tokio::test]
+async fn connections_beyond_the_listeners_bound_are_refused() {
+    let d = Daemon::with_args(&["--max-connections", "2"]).await;
+    // A health check over a raw connection: whether the connection is served.
+    async fn served(client: h2::client::SendRequest<bytes::Bytes>) -> bool {
+        let Ok(mut client) = client.ready().await else {
+            return false;
+        };
+        let Ok((resp, mut body)) =
+            client.send_request(grpc_request("/grpc.health.v1.Health/Check"), false)
+        else {
+            return false;
+        };
+        let _ = body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true);
+        tokio::time::timeout(std::time::Duration::from_secs(10), grpc_status(resp))
+            .await
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("0")
+    }
+    // A connection that is served, retrying while the fixture's own readiness connection
+    // is still closing.
+    async fn admitted(
+        d: &Daemon,
+    ) -> (
+        h2::client::SendRequest<bytes::Bytes>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        for _ in 0..100 {
+            if let Some((c, t)) = try_h2_conn(d).await {
+                if served(c.clone()).await {
+                    return (c, t);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("no connection was served");
+    }
+    let (a, ta) = admitted(&d).await;
+    let (b, _tb) = admitted(&d).await;
+    assert!(served(b.clone()).await);
+    let third = match try_h2_conn(&d).await {
+        Some((c, _tc)) => served(c).await,
+        None => false,
+    };
+    assert!(!third, "a third connection is closed at once");
+    // One goes: a new connection is served again.
+    ta.abort();
+    drop(a);
+    let (e, _te) = admitted(&d).await;
+    assert!(served(e).await, "a slot is free once a connection closed");
 }
