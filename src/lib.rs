@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod pb;
+pub mod runner;
 pub mod server;
 pub mod service;
 pub mod supervisor;

@@ -2,6 +2,7 @@
 //! retention and shutdown. Knows nothing of gRPC.
 mod cgroup;
 mod dispositions;
+pub mod environment;
 mod fdio;
 mod input;
 mod native;

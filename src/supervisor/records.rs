@@ -56,6 +56,31 @@ impl Owner {
         format!("{}:{}:{}:", self.boot_id, self.pid, self.start_ticks)
     }
 
+    /// This owner as a label value (`<boot id>:<pid>:<start time>`), for what it owns outside
+    /// the host's process table: containers.
+    pub fn label(&self) -> String {
+        format!("{}:{}:{}", self.boot_id, self.pid, self.start_ticks)
+    }
+
+    /// An owner from its label; `None` when the value is not one.
+    pub fn from_label(label: &str) -> Option<Owner> {
+        let mut parts = label.rsplitn(3, ':');
+        let start_ticks = parts.next()?.parse().ok()?;
+        let pid = parts.next()?.parse().ok()?;
+        let boot_id = parts.next()?.to_string();
+        (!boot_id.is_empty()).then_some(Owner {
+            boot_id,
+            pid,
+            start_ticks,
+        })
+    }
+
+    /// Whether this owner still runs on this boot of this host.
+    pub fn is_alive(&self) -> bool {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .is_ok_and(|b| self.alive(b.trim()))
+    }
+
     /// The name of this owner's own record (and cgroup).
     pub fn name(&self) -> String {
         format!("tend.{}.{}", self.pid, self.start_ticks)

@@ -1,0 +1,105 @@
+//! The seam between the process table and where processes run: this host, a container, a Nix
+//! shell. The supervisor asks an environment to start a spec and gets back the process's id in
+//! its environment (also its group), its I/O, a future of its exit, and its group to signal.
+//! Everything else — the table, ids, names, limits, the output logs, lossless readers, stdin
+//! queues, retention — is the supervisor's, the same for every environment.
+use std::future::Future;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use portable_pty::MasterPty;
+
+use super::output::StreamKind;
+use super::reaper::Ended;
+use super::spec::{PtySize, Spec};
+use crate::error::Result;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where processes run.
+pub trait Environment: Send + Sync {
+    /// Check `spec` against the environment (working directory, program, …) and start it as
+    /// process `id`, in a process group of its own so that signals reach all it starts.
+    fn launch<'a>(&'a self, id: &'a str, spec: &'a Spec) -> BoxFuture<'a, Result<Launched>>;
+}
+
+/// Finds environments by id for the supervisor; the runner's registry implements it.
+pub trait Resolve: Send + Sync {
+    /// The environment `id` names, ready to start processes; an error says why not (unknown
+    /// id, not initialised yet, stopped).
+    fn resolve(&self, id: &str) -> Result<Arc<dyn Environment>>;
+}
+
+/// A process just started.
+pub struct Launched {
+    /// Its process id in its environment, which is also its process group id.
+    pub pid: u32,
+    pub io: Io,
+    /// Resolves once the leader has ended.
+    pub exit: BoxFuture<'static, Ended>,
+    pub group: Arc<dyn Group>,
+}
+
+/// The daemon's side of a process's I/O.
+pub enum Io {
+    /// Host pipes (stdin when asked for).
+    Pipes {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// A host PTY master.
+    Pty { master: Box<dyn MasterPty + Send> },
+    /// Output as a stream of chunks (a container's exec: `StreamKind::Stdout`/`Stderr` apart, or
+    /// `StreamKind::Pty` for a terminal), which the supervisor polls only as fast as its log
+    /// takes them, so that backpressure reaches the process. Input is the write end of a pipe
+    /// whose read end the environment forwards (closing it is end of input); a terminal is
+    /// resized through the environment.
+    Stream {
+        output: BoxStream<'static, (StreamKind, Bytes)>,
+        stdin: Option<OwnedFd>,
+        terminal: Option<Box<dyn Terminal>>,
+    },
+}
+
+/// A terminal that can be resized (the kernel, or the environment, tells its foreground group).
+pub trait Terminal: Send {
+    fn resize(&mut self, size: PtySize) -> std::result::Result<(), String>;
+}
+
+impl Terminal for Box<dyn MasterPty + Send> {
+    fn resize(&mut self, size: PtySize) -> std::result::Result<(), String> {
+        MasterPty::resize(&**self, super::spawn::pty_size(size)).map_err(|e| e.to_string())
+    }
+}
+
+/// Why a signal was not delivered.
+#[derive(Debug)]
+pub enum SignalError {
+    /// Nothing is left to receive it.
+    Gone,
+    /// The environment could not deliver it; the text says why.
+    Failed(String),
+}
+
+/// A process's group, for signals and the final kill.
+pub trait Group: Send + Sync {
+    /// Send `sig` to the whole group, or to the leader only.
+    fn signal(
+        &self,
+        sig: i32,
+        leader_only: bool,
+    ) -> BoxFuture<'_, std::result::Result<(), SignalError>>;
+    /// Whether anything of it still runs (the leader, or what it started).
+    fn alive(&self) -> BoxFuture<'_, bool>;
+    /// SIGKILL all of it that the environment can find, and wait (bounded) until it is gone.
+    fn kill(&self) -> BoxFuture<'_, ()>;
+    /// Record that the leader was reaped and its I/O is set up (file work: the supervisor calls
+    /// it from a blocking thread).
+    fn complete(&self) {}
+    /// Nothing of it runs any more: drop what the environment kept for it (file work).
+    fn forget(&self) {}
+}
