@@ -1,2 +1,3 @@
 //! Environments that processes run in (native, Docker, Nix), what this host can run, and the
 //! runner's housekeeping (the sweep of containers a dead daemon left, free ports).
+pub mod progress;
