@@ -301,7 +301,7 @@ impl ProcessService for ProcessApi {
         let r = request.into_inner();
         let p = self.find("id", &r.id)?;
         let sig = convert::signal("signal", &r.signal)?;
-        self.sup.signal(&p, sig, r.leader_only)?;
+        self.sup.signal(&p, sig, r.leader_only).await?;
         Ok(Response::new(pb::SignalResponse {}))
     }
 

@@ -28,9 +28,9 @@ pub trait Environment: Send + Sync {
 
 /// Finds environments by id for the supervisor; the runner's registry implements it.
 pub trait Resolve: Send + Sync {
-    /// The environment `id` names, ready to start processes; an error says why not (unknown
-    /// id, not initialised yet, stopped).
-    fn resolve(&self, id: &str) -> Result<Arc<dyn Environment>>;
+    /// The environment `id` (or name) names, with its id, ready to start processes; an error
+    /// says why not (unknown, not initialised yet, stopped).
+    fn resolve(&self, id: &str) -> Result<(String, Arc<dyn Environment>)>;
 }
 
 /// A process just started.
@@ -87,18 +87,30 @@ pub enum SignalError {
 
 /// A process's group, for signals and the final kill.
 pub trait Group: Send + Sync {
-    /// Send `sig` to the whole group, or to the leader only.
+    /// Send `sig` to the whole group, or to the leader only (a client's Signal).
     fn signal(
         &self,
         sig: i32,
         leader_only: bool,
     ) -> BoxFuture<'_, std::result::Result<(), SignalError>>;
-    /// Whether anything of it still runs (the leader, or what it started).
+    /// Send `sig` to all of it the environment can find, the group and beyond (a stop's
+    /// SIGTERM); nothing left is not an error.
+    fn signal_all(&self, sig: i32) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = self.signal(sig, false).await;
+        })
+    }
+    /// Whether anything of it may still run; cheap, asked often while waiting for a stop.
     fn alive(&self) -> BoxFuture<'_, bool>;
+    /// Whether something of it runs for certain (not only an unreaped zombie): asked before a
+    /// client's signal to an exited leader's group.
+    fn remains(&self) -> BoxFuture<'_, bool> {
+        self.alive()
+    }
     /// SIGKILL all of it that the environment can find, and wait (bounded) until it is gone.
     fn kill(&self) -> BoxFuture<'_, ()>;
-    /// Record that the leader was reaped and its I/O is set up (file work: the supervisor calls
-    /// it from a blocking thread).
+    /// Record that the process is started (file work: the supervisor calls it from a blocking
+    /// thread).
     fn complete(&self) {}
     /// Nothing of it runs any more: drop what the environment kept for it (file work).
     fn forget(&self) {}

@@ -24,12 +24,15 @@ use std::time::{Duration, Instant};
 
 use bytes::BufMut;
 
+use futures_util::{FutureExt, StreamExt};
+
+use self::environment::{Environment, Group, Io, Launched, Resolve, SignalError, Terminal};
 use self::input::{CloseBy, Input};
+pub use self::native::NativeEnv;
 pub use self::output::{Chunk, Cursor, Read, StreamKind, StreamStats};
 pub use self::process::{ExitInfo, Process};
 pub use self::reaper::Ended;
-use self::records::{group_alive, group_members, Owner, Records};
-use self::spawn::ChildIo;
+use self::records::{Owner, Records};
 use self::spec::Spec;
 use crate::config::Limits;
 use crate::error::{Error, Result};
@@ -49,8 +52,12 @@ pub struct Supervisor {
 
 struct Inner {
     limits: Limits,
-    /// Where processes run: this host.
-    native: native::Native,
+    /// This host's processes: records, cgroups, the reaper.
+    native: Arc<native::Native>,
+    /// The host as an environment ("native").
+    host: NativeEnv,
+    /// The other environments, once the runner is there.
+    resolver: std::sync::OnceLock<Arc<dyn Resolve>>,
     table: Mutex<Table>,
     /// Held through a start, from the checks of names and request ids to the insert.
     starting: Mutex<()>,
@@ -66,8 +73,8 @@ struct Table {
     requests: HashMap<String, u64>,
     running: usize,
     /// Processes whose leader exited while something of theirs lived on (other members of the
-    /// group, or processes in their cgroup), by pgid.
-    lingering: HashMap<u32, Tree>,
+    /// group, or processes in their cgroup), by sequence number.
+    lingering: HashMap<u64, Arc<dyn Group>>,
 }
 
 impl Table {
@@ -139,14 +146,17 @@ impl Supervisor {
                     );
                 }
             });
+        let native = Arc::new(native::Native {
+            records,
+            cgroups,
+            reaper: reaper::Reaper::start(),
+        });
         Ok(Supervisor {
             inner: Arc::new(Inner {
                 limits,
-                native: native::Native {
-                    records,
-                    cgroups,
-                    reaper: reaper::Reaper::start(),
-                },
+                host: NativeEnv::new(native.clone()),
+                native,
+                resolver: std::sync::OnceLock::new(),
                 table: Mutex::new(Table::default()),
                 starting: Mutex::new(()),
                 shutting_down: AtomicBool::new(false),
@@ -166,6 +176,30 @@ impl Supervisor {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The host as an environment (for environments built on it, such as a Nix shell's).
+    pub fn host(&self) -> &NativeEnv {
+        &self.inner.host
+    }
+
+    /// Where environments other than "native" are found. Set once, by the runner.
+    pub fn set_resolver(&self, resolver: Arc<dyn Resolve>) {
+        let _ = self.inner.resolver.set(resolver);
+    }
+
+    /// The environment `id` names ("" and "native" are the host), with its id.
+    fn environment(&self, id: &str) -> Result<(String, Arc<dyn Environment>)> {
+        if id.is_empty() || id == "native" {
+            return Ok(("native".into(), Arc::new(self.inner.host.clone())));
+        }
+        match self.inner.resolver.get() {
+            Some(r) => r.resolve(id),
+            None => Err(Error::NotFound(format!(
+                "spec.environment_id: no environment {}; this daemon runs \"native\" only",
+                crate::error::quote(id)
+            ))),
+        }
     }
 
     /// Start a process. A spec with a request id seen before returns that first process.
@@ -190,7 +224,9 @@ impl Supervisor {
                 "the daemon is shutting down; start the process on another daemon".into(),
             ));
         }
-        let checked = self.inner.native.check(&spec)?;
+        let mut spec = spec;
+        let environment;
+        (spec.environment, environment) = self.environment(&spec.environment)?;
 
         // Starts are serialized (so that two retries with one request id, or two starts with one
         // name, cannot both run), but the table is locked only to look and to insert: the
@@ -235,17 +271,34 @@ impl Supervisor {
         let seq = table.next;
         drop(table);
         let id = format!("p-{seq}");
-        let native::Launched { spawned, cgroup } = self.inner.native.launch(&id, &spec, checked)?;
+        // A host spawn is done when first polled; an environment that waits on something (a
+        // container engine) is waited for off the async workers.
+        let launching = environment.launch(&id, &spec);
+        let launched = match launching.now_or_never() {
+            Some(done) => done,
+            None => {
+                let launching = environment.launch(&id, &spec);
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(launching)
+                })
+            }
+        }?;
+        let Launched {
+            pid,
+            io,
+            exit,
+            group,
+        } = launched;
         let limits = &self.inner.limits;
         let max_pending = limits.max_pending_input;
 
-        let pid = spawned.pid;
         let failed = |what: &str, e: std::io::Error| {
-            let _ = signal::to_group(pid, libc::SIGKILL);
+            let group = group.clone();
+            tokio::spawn(async move { group.kill().await });
             Error::Internal(format!("{what}: {e}"))
         };
-        let (kinds, input, master, readers) = match spawned.io {
-            ChildIo::Pipes {
+        let (kinds, input, terminal, readers) = match io {
+            Io::Pipes {
                 stdin,
                 stdout,
                 stderr,
@@ -267,7 +320,7 @@ impl Supervisor {
                     ]),
                 )
             }
-            ChildIo::Pty { master } => {
+            Io::Pty { master } => {
                 // The master is read and written through dups of it, so the task that reads
                 // and the input that writes close theirs on their own schedule; `master`
                 // itself stays for resizes.
@@ -285,9 +338,33 @@ impl Supervisor {
                 (
                     vec![StreamKind::Pty],
                     Some(input),
-                    Some(master),
+                    Some(Box::new(master) as Box<dyn Terminal>),
                     Readers::Pty(reader),
                 )
+            }
+            Io::Stream {
+                output,
+                stdin,
+                terminal,
+            } => {
+                let close_by = if terminal.is_some() {
+                    CloseBy::Eot
+                } else {
+                    CloseBy::Drop
+                };
+                let input = match stdin {
+                    Some(fd) => Some(
+                        Input::start(fd, close_by, max_pending)
+                            .map_err(|e| failed("set up stdin", e))?,
+                    ),
+                    None => None,
+                };
+                let kinds = if terminal.is_some() {
+                    vec![StreamKind::Pty]
+                } else {
+                    vec![StreamKind::Stdout, StreamKind::Stderr]
+                };
+                (kinds, input, terminal, Readers::Stream(output))
             }
         };
         let output = output::Output::new(&kinds, limits.head_bytes, limits.tail_bytes);
@@ -302,8 +379,8 @@ impl Supervisor {
             spec,
             pid,
             output,
-            (input, master),
-            cgroup.clone(),
+            (input, terminal),
+            group.clone(),
         ));
         {
             let mut table = self.table();
@@ -313,17 +390,11 @@ impl Supervisor {
 
         // Completing the record is file work the caller need not wait for: the child is already
         // findable by its prepared record and its TEND_ORIGIN marker.
-        let this = self.clone();
-        let completing = tokio::task::spawn_blocking(move || {
-            this.inner.native.complete(&id, pid, cgroup.as_deref())
-        });
+        let completing = tokio::task::spawn_blocking(move || group.complete());
         let pipe_tasks = readers.start(&process);
         let this = self.clone();
         let p = process.clone();
-        tokio::spawn(async move {
-            this.lifecycle(p, spawned.exit, pipe_tasks, completing)
-                .await
-        });
+        tokio::spawn(async move { this.lifecycle(p, exit, pipe_tasks, completing).await });
         Ok((process, cursor))
     }
 
@@ -331,14 +402,11 @@ impl Supervisor {
     async fn lifecycle(
         self,
         p: Arc<Process>,
-        exit: tokio::sync::oneshot::Receiver<Ended>,
+        exit: environment::BoxFuture<'static, Ended>,
         pipe_tasks: Vec<tokio::task::JoinHandle<()>>,
         completing: tokio::task::JoinHandle<()>,
     ) {
-        let ended = exit.await.unwrap_or(Ended::Signal {
-            signal: libc::SIGKILL,
-            core_dumped: false,
-        });
+        let ended = exit.await;
         let wall = p.started.elapsed();
         // The drain is bounded for a background child that keeps the output open, but the time
         // the output tasks wait for a lossless reader does not count: bytes that reader is still
@@ -378,7 +446,7 @@ impl Supervisor {
             let mut table = self.table();
             table.running -= 1;
             self.evict(&mut table);
-            table.lingering.insert(p.pid, Tree::of(&p));
+            table.lingering.insert(p.seq, p.group.clone());
         }
         // The pgid records are the daemon's own business: let the streams woken by finish send
         // their exited events before the file system work below.
@@ -386,16 +454,33 @@ impl Supervisor {
         // The record must not be rewritten after it is removed below.
         let _ = completing.await;
 
-        let mut table = self.table();
         // Forget groups that have emptied since (this one included), and their records.
-        let native = &self.inner.native;
-        table.lingering.retain(|_, t| {
-            let alive = t.alive();
-            if !alive {
-                native.forget(&t.id, t.cgroup.as_deref());
+        let lingering: Vec<(u64, Arc<dyn Group>)> = self
+            .table()
+            .lingering
+            .iter()
+            .map(|(seq, g)| (*seq, g.clone()))
+            .collect();
+        let mut gone = Vec::new();
+        for (seq, group) in lingering {
+            if !group.alive().await {
+                gone.push(seq);
             }
-            alive
-        });
+        }
+        let forgotten: Vec<Arc<dyn Group>> = {
+            let mut table = self.table();
+            gone.iter()
+                .filter_map(|seq| table.lingering.remove(seq))
+                .collect()
+        };
+        if !forgotten.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || {
+                for g in forgotten {
+                    g.forget();
+                }
+            })
+            .await;
+        }
     }
 
     /// Drop the oldest exited processes beyond the retention limits.
@@ -454,31 +539,25 @@ impl Supervisor {
     }
 
     /// Send `signal` to the process group, or only to the leader.
-    pub fn signal(&self, p: &Process, signal: i32, leader_only: bool) -> Result<()> {
-        let running = p.running();
-        if !running {
-            let lingering = self.table().lingering.contains_key(&p.pid);
-            // Zombies awaiting the reaper still answer kill(-pgid, 0), so count live members.
-            if leader_only || !lingering || group_members(p.pid).is_empty() {
+    pub async fn signal(&self, p: &Process, signal: i32, leader_only: bool) -> Result<()> {
+        if !p.running() {
+            let lingering = self.table().lingering.contains_key(&p.seq);
+            if leader_only || !lingering || !p.group.remains().await {
                 return Err(Error::FailedPrecondition(format!(
                     "{} has exited and nothing is left in its group to signal",
                     p.id
                 )));
             }
         }
-        // The pgid is ours while the leader is unreaped or members remain.
-        let sent = if leader_only {
-            self::signal::to_process(p.pid, signal)
-        } else {
-            self::signal::to_group(p.pid, signal)
-        };
-        match sent {
+        match p.group.signal(signal, leader_only).await {
             Ok(()) => Ok(()),
-            Err(e) if self::signal::is_gone(&e) => Err(Error::FailedPrecondition(format!(
+            Err(SignalError::Gone) => Err(Error::FailedPrecondition(format!(
                 "{} is exiting; nothing is left to signal",
                 p.id
             ))),
-            Err(e) => Err(Error::io(format!("signal {}", p.id), e.into())),
+            Err(SignalError::Failed(why)) => {
+                Err(Error::Internal(format!("signal {}: {why}", p.id)))
+            }
         }
     }
 
@@ -494,34 +573,21 @@ impl Supervisor {
     /// marker (what left both with `setsid` or a double fork). Returns once the leader's exit
     /// is recorded (bounded).
     pub async fn terminate(&self, p: &Arc<Process>, grace: Duration) {
-        let tree = Tree::of(p);
-        tree.signal(libc::SIGTERM);
+        let group = p.group.clone();
+        group.signal_all(libc::SIGTERM).await;
         if p.pty_size().is_some() {
-            tree.signal(libc::SIGHUP);
+            group.signal_all(libc::SIGHUP).await;
         }
         let deadline = tokio::time::Instant::now() + grace;
-        while (p.running() || tree.alive()) && tokio::time::Instant::now() < deadline {
+        while (p.running() || group.alive().await) && tokio::time::Instant::now() < deadline {
             let step = tokio::time::Instant::now() + Duration::from_millis(20);
             let _ = tokio::time::timeout_at(step.min(deadline), self.wait(p, None)).await;
         }
-        self.kill_tree(tree).await;
+        group.kill().await;
         self.wait(
             p,
             Some(self.inner.limits.drain_timeout + Duration::from_secs(5)),
         )
-        .await;
-    }
-
-    /// SIGKILL everything of a process: its group, its cgroup, and its marker's carriers.
-    async fn kill_tree(&self, tree: Tree) {
-        let marker = self.inner.native.records.marker(&tree.id).1;
-        let _ = tokio::task::spawn_blocking(move || {
-            tree.signal(libc::SIGKILL);
-            if let Some(cg) = &tree.cgroup {
-                let _ = cgroup::kill(cg);
-            }
-            records::kill_marked(|m| m == marker)
-        })
         .await;
     }
 
@@ -567,67 +633,49 @@ impl Supervisor {
     /// daemon's own) once nothing is left.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutting_down.store(true, Ordering::Release);
-        let (trees, terminals) = {
+        let (groups, terminals) = {
             let table = self.table();
             let running = table.procs.values().filter(|p| p.running());
-            let mut trees: Vec<Tree> = running.clone().map(|p| Tree::of(p)).collect();
-            trees.extend(table.lingering.values().cloned());
-            let terminals: Vec<u32> = running
+            let mut groups: Vec<Arc<dyn Group>> =
+                running.clone().map(|p| p.group.clone()).collect();
+            groups.extend(table.lingering.values().cloned());
+            let terminals: Vec<Arc<dyn Group>> = running
                 .filter(|p| p.pty_size().is_some())
-                .map(|p| p.pid)
+                .map(|p| p.group.clone())
                 .collect();
-            (trees, terminals)
+            (groups, terminals)
         };
-        for t in &trees {
-            t.signal(libc::SIGTERM);
-        }
+        futures_util::future::join_all(groups.iter().map(|g| g.signal_all(libc::SIGTERM))).await;
         // Their terminals are going away: interactive shells ignore SIGTERM but obey a hangup.
-        for pgid in &terminals {
-            let _ = signal::to_group(*pgid, libc::SIGHUP);
-        }
-        let all_gone = || trees.iter().all(|t| !t.alive());
+        futures_util::future::join_all(terminals.iter().map(|g| g.signal_all(libc::SIGHUP))).await;
         let deadline = Instant::now() + grace;
-        while !all_gone() && Instant::now() < deadline {
+        loop {
+            let alive = futures_util::future::join_all(groups.iter().map(|g| g.alive())).await;
+            if !alive.contains(&true) || Instant::now() >= deadline {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let native = &self.inner.native;
-        let cgroups = native.cgroups.as_ref().map(|c| c.root().to_path_buf());
-        let prefix = native.records.marker_prefix();
-        let killing = trees.clone();
-        let left = tokio::task::spawn_blocking(move || {
-            for t in &killing {
-                t.signal(libc::SIGKILL);
-            }
-            if let Some(root) = &cgroups {
-                let _ = cgroup::kill(root);
-            }
-            let mut killed = records::kill_marked(|m| m.starts_with(&prefix));
-            // cgroup.kill and SIGKILL are asynchronous: wait (bounded) until nothing is left.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                let cgroup_busy = cgroups.as_deref().is_some_and(cgroup::populated);
-                let left = records::marked(|m| m.starts_with(&prefix));
-                if (!cgroup_busy && left.is_empty()) || Instant::now() >= deadline {
-                    killed.extend(&left);
-                    return left.len() + usize::from(cgroup_busy);
+        futures_util::future::join_all(groups.iter().map(|g| g.kill())).await;
+        let native = self.inner.native.clone();
+        let left = tokio::task::spawn_blocking(move || native.kill_everything())
+            .await
+            .unwrap_or(1);
+        let alive = futures_util::future::join_all(groups.iter().map(|g| g.alive())).await;
+        let native = self.inner.native.clone();
+        let all_gone = !alive.contains(&true);
+        let _ = tokio::task::spawn_blocking(move || {
+            for (g, alive) in groups.iter().zip(alive) {
+                if !alive {
+                    g.forget();
                 }
-                killed.extend(records::kill_marked(|m| m.starts_with(&prefix)));
-                std::thread::sleep(Duration::from_millis(10));
+            }
+            if left == 0 && all_gone {
+                native.close();
             }
         })
-        .await
-        .unwrap_or(1);
-        for t in &trees {
-            if !t.alive() {
-                native.forget(&t.id, t.cgroup.as_deref());
-            }
-        }
-        if left == 0 && trees.iter().all(|t| !t.alive()) {
-            if let Some(c) = &native.cgroups {
-                cgroup::remove(c.root());
-            }
-            native.records.close();
-        } else {
+        .await;
+        if left > 0 || !all_gone {
             tracing::warn!(
                 left,
                 "processes of this daemon survived the shutdown; the next daemon's sweep kills them"
@@ -636,45 +684,11 @@ impl Supervisor {
     }
 }
 
-/// What a process consists of, for signalling all of it; also what is left of an exited one
-/// while its group or cgroup still holds something.
-#[derive(Debug, Clone)]
-struct Tree {
-    pgid: u32,
-    id: String,
-    cgroup: Option<std::path::PathBuf>,
-}
-
-impl Tree {
-    fn of(p: &Process) -> Tree {
-        Tree {
-            pgid: p.pid,
-            id: p.id.clone(),
-            cgroup: p.cgroup.clone(),
-        }
-    }
-
-    /// Signal the group and every process in the cgroup.
-    fn signal(&self, sig: i32) {
-        // A group the daemon made (its leader unreaped, or members left).
-        let _ = signal::to_group(self.pgid, sig);
-        if let Some(cg) = &self.cgroup {
-            for pid in cgroup::members(cg) {
-                let _ = signal::to_process(pid, sig);
-            }
-        }
-    }
-
-    /// Whether anything of it runs: the group, or the cgroup.
-    fn alive(&self) -> bool {
-        group_alive(self.pgid) || self.cgroup.as_deref().is_some_and(cgroup::populated)
-    }
-}
-
 /// The tasks that move a child's output into its log.
 enum Readers {
     Pipes(Vec<(StreamKind, std::os::fd::OwnedFd)>),
     Pty(std::os::fd::OwnedFd),
+    Stream(futures_util::stream::BoxStream<'static, (StreamKind, bytes::Bytes)>),
 }
 
 impl Readers {
@@ -737,6 +751,23 @@ impl Readers {
                     })
                 })
                 .collect(),
+            Readers::Stream(mut chunks) => {
+                let p = p.clone();
+                vec![tokio::spawn(async move {
+                    // The next chunk is asked for only once this one is in the log, so a
+                    // lossless reader holds back the stream, and through it the process.
+                    while let Some((kind, mut chunk)) = chunks.next().await {
+                        while !chunk.is_empty() {
+                            let room = p.output.room(kind, chunk.len()).await.max(1);
+                            p.output
+                                .append_bytes(kind, chunk.split_to(room.min(chunk.len())));
+                        }
+                    }
+                    for kind in p.output.kinds() {
+                        p.output.eof(kind);
+                    }
+                })]
+            }
             Readers::Pty(fd) => {
                 let p = p.clone();
                 vec![tokio::spawn(async move {

@@ -2,12 +2,12 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use portable_pty::MasterPty;
+use std::sync::Arc;
 
+use super::environment::{Group, Terminal};
 use super::input::Input;
 use super::output::Output;
 use super::reaper::Ended;
-use super::spawn::pty_size;
 use super::spec::{PtySize, Spec};
 use crate::error::{Error, Result};
 
@@ -25,14 +25,15 @@ pub struct Process {
     pub id: String,
     pub seq: u64,
     pub spec: Spec,
+    /// Its process id in its environment, which is also its process group id.
     pub pid: u32,
     pub started_at: SystemTime,
     pub(super) started: Instant,
     pub output: Output,
-    /// Its cgroup, where the daemon has cgroups.
-    pub cgroup: Option<std::path::PathBuf>,
+    /// Its group in its environment, for signals and the final kill.
+    pub(super) group: Arc<dyn Group>,
     input: Mutex<Option<Input>>,
-    pty: Option<Mutex<(Box<dyn MasterPty + Send>, PtySize)>>,
+    pty: Option<Mutex<(Box<dyn Terminal>, PtySize)>>,
 }
 
 impl std::fmt::Debug for Process {
@@ -52,8 +53,8 @@ impl Process {
         spec: Spec,
         pid: u32,
         output: Output,
-        (input, pty): (Option<Input>, Option<Box<dyn MasterPty + Send>>),
-        cgroup: Option<std::path::PathBuf>,
+        (input, pty): (Option<Input>, Option<Box<dyn Terminal>>),
+        group: Arc<dyn Group>,
     ) -> Process {
         let pty = pty.map(|m| Mutex::new((m, spec.pty.expect("a PTY process has a size"))));
         Process {
@@ -64,7 +65,7 @@ impl Process {
             started_at: SystemTime::now(),
             started: Instant::now(),
             output,
-            cgroup,
+            group,
             input: Mutex::new(input),
             pty,
         }
@@ -157,7 +158,7 @@ impl Process {
         let mut guard = pty.lock().unwrap_or_else(|e| e.into_inner());
         guard
             .0
-            .resize(pty_size(size))
+            .resize(size)
             .map_err(|e| Error::Internal(format!("resize the PTY of {}: {e}", self.id)))?;
         guard.1 = size;
         Ok(())

@@ -45,10 +45,19 @@ impl Spec {
     /// The full environment of the child: inherited (unless cleared), then the non-interactive
     /// set when it applies, then the client's variables, which win.
     pub fn environment(&self) -> BTreeMap<String, String> {
-        let mut env: BTreeMap<String, String> = if self.clear_env {
-            BTreeMap::new()
-        } else {
-            std::env::vars().collect()
+        self.environment_from(None)
+    }
+
+    /// The same, inheriting `base` (a Nix shell's variables over the daemon's) where given
+    /// instead of the daemon's environment.
+    pub fn environment_from(
+        &self,
+        base: Option<&BTreeMap<String, String>>,
+    ) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = match (self.clear_env, base) {
+            (true, _) => BTreeMap::new(),
+            (false, Some(base)) => base.clone(),
+            (false, None) => std::env::vars().collect(),
         };
         // The daemon's own settings are not the child's business.
         env.retain(|k, _| !k.starts_with("TEND_"));
