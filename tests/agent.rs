@@ -510,6 +510,28 @@ async fn bad_names_and_unknown_agents_are_rejected_clearly() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+    for (env, code, msg) in [
+        ("x\ty", Code::InvalidArgument, "spec.environment_id:"),
+        (
+            &*"e".repeat(129),
+            Code::InvalidArgument,
+            "spec.environment_id:",
+        ),
+        (
+            "mars",
+            Code::NotFound,
+            "spec.environment_id: no environment \"mars\"",
+        ),
+    ] {
+        let mut spec = agent("ok", &["true"]);
+        spec.environment_id = env.into();
+        let err = a
+            .spawn(pb::SpawnRequest { spec: Some(spec) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{env:?}: {}", err.message());
+        assert!(err.message().starts_with(msg), "{}", err.message());
+    }
 
     spawn(&mut a, agent("dup", &["sleep", "1000"])).await;
     let err = a
@@ -559,6 +581,34 @@ async fn bad_names_and_unknown_agents_are_rejected_clearly() {
     })
     .await
     .map(drop));
+}
+
+#[tokio::test]
+async fn an_agent_runs_in_the_environment_its_spec_names() {
+    let d = Daemon::start().await;
+    let mut a = d.agents().await;
+    let mut c = d.c().await;
+    for (given, runs_in) in [("", "native"), ("native", "native")] {
+        let name = format!("env-{}", given.len());
+        let mut spec = agent(&name, &["sleep", "1000"]);
+        spec.environment_id = given.into();
+        let info = spawn(&mut a, spec).await;
+        assert_eq!(
+            info.spec.unwrap().environment_id,
+            given,
+            "read back as sent"
+        );
+        let p = c
+            .get(pb::GetRequest {
+                id: info.process_id,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .process
+            .unwrap();
+        assert_eq!(p.environment_id, runs_in);
+    }
 }
 
 #[tokio::test]

@@ -159,8 +159,8 @@ async fn huge_process_request_values_get_the_real_code_and_a_short_message() {
             }))
             .await,
         ),
-        Code::NotFound,
-        &["spec.environment_id:", "(70000 bytes)"],
+        Code::InvalidArgument,
+        &["spec.environment_id:", "70000 bytes"],
     );
     add(
         "start env key with '='",
@@ -384,6 +384,12 @@ async fn huge_agent_request_values_get_the_real_code_and_a_short_message() {
         ),
         Code::InvalidArgument,
         &["spec.name:", "must be letters", "(64 bytes)"],
+    );
+    add(
+        "spawn environment_id",
+        failed(a.spawn(agent_with(|s| s.environment_id = x.clone())).await),
+        Code::InvalidArgument,
+        &["spec.environment_id:", "70000 bytes"],
     );
     add(
         "spawn cwd",

@@ -92,7 +92,17 @@ async fn bad_starts_are_refused_with_the_field_named() {
         (
             with(&|r| r.spec.as_mut().unwrap().environment_id = "mars".into()),
             Code::NotFound,
-            "spec.environment_id:",
+            "spec.environment_id: no environment \"mars\"",
+        ),
+        (
+            with(&|r| r.spec.as_mut().unwrap().environment_id = "e".repeat(129)),
+            Code::InvalidArgument,
+            "spec.environment_id: is 129 bytes; at most 128",
+        ),
+        (
+            with(&|r| r.spec.as_mut().unwrap().environment_id = "mars\u{7}".into()),
+            Code::InvalidArgument,
+            "spec.environment_id: \"mars\\u{7}\" holds control characters",
         ),
     ];
     for (req, code, msg) in cases {

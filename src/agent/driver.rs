@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::spec::{AgentSpec, Kind};
 use super::{idle, Agent, Agents, EventKind, Status};
 use crate::error::Result;
-use crate::supervisor::spec::Spec;
+use crate::supervisor::spec::{Spec, NATIVE};
 use crate::supervisor::{Process, Supervisor};
 
 /// What a client asks of an agent.
@@ -44,6 +44,11 @@ pub fn start_run(sup: &Supervisor, spec: &AgentSpec) -> Result<Arc<Process>> {
         cwd: spec.cwd.clone(),
         tags: [(AGENT_TAG.to_string(), spec.name.clone())].into(),
         pty: Some(spec.size()),
+        environment: if spec.environment.is_empty() {
+            NATIVE.to_string()
+        } else {
+            spec.environment.clone()
+        },
         ..Spec::default()
     })
 }

@@ -62,6 +62,10 @@ pub struct AgentSpec {
     pub cols: u16,
     pub kind: Kind,
     pub policy: Policy,
+    /// The environment its runs start in, by id or name; empty is the host ("native"). Specs
+    /// persisted before environments existed have none.
+    #[serde(default)]
+    pub environment: String,
 }
 
 impl AgentSpec {

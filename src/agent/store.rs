@@ -127,9 +127,31 @@ mod tests {
                 cols: 80,
                 kind: Kind::Crew,
                 policy: Policy::default(),
+                environment: String::new(),
             },
             stopped: false,
         }
+    }
+
+    #[test]
+    fn the_environment_round_trips_and_older_files_without_it_load_as_native() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let mut boxed = saved("boxed");
+        boxed.spec.environment = "e-3".into();
+        store.update(|a| a.push(boxed.clone())).unwrap();
+        assert_eq!(store.load().unwrap(), [boxed]);
+
+        // A file written before agents had an environment.
+        let mut old: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("agents.json")).unwrap())
+                .unwrap();
+        old["agents"][0]["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("environment");
+        std::fs::write(dir.path().join("agents.json"), old.to_string()).unwrap();
+        assert_eq!(store.load().unwrap()[0].spec.environment, "");
     }
 
     #[test]

@@ -342,6 +342,7 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
                             crate::pb::AgentKind::Task
                         } as i32,
                         restart: None,
+                        environment_id: String::new(),
                     };
                     agent::spawn(c, spec).await
                 }

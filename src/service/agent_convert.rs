@@ -14,12 +14,13 @@ const MAX_BACKOFF_MS: u64 = 3_600_000;
 pub fn spec(s: Option<pb::AgentSpec>) -> Result<AgentSpec> {
     let s = s.ok_or_else(|| Error::invalid("spec", "is required"))?;
     check_name("spec.name", &s.name)?;
-    // The argv, env and cwd rules are the process ones.
+    // The argv, env, cwd and environment_id rules are the process ones.
     let process = convert::spec(
         Some(pb::ProcessSpec {
             argv: s.argv.clone(),
             env: s.env.clone(),
             cwd: s.cwd.clone(),
+            environment_id: s.environment_id.clone(),
             ..Default::default()
         }),
         String::new(),
@@ -82,6 +83,8 @@ pub fn spec(s: Option<pb::AgentSpec>) -> Result<AgentSpec> {
         cols: size.cols,
         kind,
         policy,
+        // As given: empty stays empty (the host), so the spec reads back as it was sent.
+        environment: s.environment_id,
     })
 }
 
@@ -114,6 +117,7 @@ fn spec_to_pb(s: &AgentSpec) -> pb::AgentSpec {
             stable_after_ms: s.policy.stable_after_ms,
             start_limit: s.policy.start_limit,
         }),
+        environment_id: s.environment.clone(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::UNIX_EPOCH;
 use crate::config::Limits;
 use crate::error::{quote, Error, Result};
 use crate::pb;
-use crate::supervisor::spec::{PtySize, Spec};
+use crate::supervisor::spec::{PtySize, Spec, NATIVE};
 use crate::supervisor::view::{StreamView, ViewOptions};
 use crate::supervisor::{Chunk, Ended, ExitInfo, Process, StreamKind};
 
@@ -93,15 +93,7 @@ pub fn spec(spec: Option<pb::ProcessSpec>, request_id: String, limits: &Limits) 
         ));
     }
     let pty = s.pty.map(|p| pty_size("spec.pty", p)).transpose()?;
-    match s.environment_id.as_str() {
-        "" | "native" => {}
-        other => {
-            return Err(Error::NotFound(format!(
-                "spec.environment_id: no environment {}; this daemon runs \"native\" only",
-                quote(other)
-            )))
-        }
-    }
+    let environment = environment_id("spec.environment_id", s.environment_id)?;
     Ok(Spec {
         argv: s.argv,
         env: s.env.into_iter().collect(),
@@ -112,7 +104,7 @@ pub fn spec(spec: Option<pb::ProcessSpec>, request_id: String, limits: &Limits) 
         stdin: s.stdin,
         non_interactive: s.non_interactive,
         clear_env: s.clear_env,
-        environment: "native".into(),
+        environment,
         request_id: (!request_id.is_empty()).then_some(request_id),
     })
 }
@@ -132,6 +124,28 @@ pub fn pty_size(field: &str, p: pb::PtySize) -> Result<PtySize> {
     Ok(PtySize {
         rows: p.rows as u16,
         cols: p.cols as u16,
+    })
+}
+
+/// Check an environment id field (an id or a name; whether it exists is the core's to say) and
+/// return the id the core takes: empty means the host, "native".
+pub fn environment_id(field: &str, id: String) -> Result<String> {
+    if id.len() > MAX_NAME {
+        return Err(Error::invalid(
+            field,
+            format!("is {} bytes; at most {MAX_NAME}", id.len()),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            format!("{} holds control characters", quote(&id)),
+        ));
+    }
+    Ok(if id.is_empty() {
+        NATIVE.to_string()
+    } else {
+        id
     })
 }
 
@@ -415,6 +429,14 @@ mod tests {
             ),
             (Box::new(|s| s.name = "x".repeat(200)), "spec.name:"),
             (Box::new(|s| s.argv.push("x".repeat(2 << 20))), "spec:"),
+            (
+                Box::new(|s| s.environment_id = "e".repeat(129)),
+                "spec.environment_id:",
+            ),
+            (
+                Box::new(|s| s.environment_id = "dev\nbox".into()),
+                "spec.environment_id:",
+            ),
         ];
         for (f, want) in cases {
             let err = req(f).unwrap_err();
@@ -425,6 +447,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("spec:"));
+    }
+
+    #[test]
+    fn any_well_formed_environment_id_is_passed_on_and_empty_is_native() {
+        let env = |id: &str| req(|s| s.environment_id = id.into()).unwrap().environment;
+        assert_eq!(env(""), NATIVE);
+        assert_eq!(env("native"), NATIVE);
+        assert_eq!(env("e-3"), "e-3");
+        assert_eq!(env("my box ä"), "my box ä");
+        assert_eq!(env(&"e".repeat(128)), "e".repeat(128));
     }
 
     #[test]

@@ -18,9 +18,13 @@ pub struct Spec {
     /// `None`: on without a PTY, off with one.
     pub non_interactive: Option<bool>,
     pub clear_env: bool,
+    /// The environment's id or name; `NATIVE` (or empty) is the host.
     pub environment: String,
     pub request_id: Option<String>,
 }
+
+/// The id (and name) of the host's own environment, the one a spec with no environment runs in.
+pub const NATIVE: &str = "native";
 
 /// A terminal size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -160,7 +160,10 @@ type ProcessSpec struct {
 	NonInteractive *bool `protobuf:"varint,8,opt,name=non_interactive,json=nonInteractive,proto3,oneof" json:"non_interactive,omitempty"`
 	// Start with an empty environment instead of the daemon's.
 	ClearEnv bool `protobuf:"varint,9,opt,name=clear_env,json=clearEnv,proto3" json:"clear_env,omitempty"`
-	// Environment to run in; empty or "native" runs on the host.
+	// Environment to run in, by id or name (see RunnerService); empty or
+	// "native" runs on the host. At most 128 bytes, no control characters
+	// (else InvalidArgument); an unknown environment is NotFound, and one that
+	// is not READY is FailedPrecondition.
 	EnvironmentId string `protobuf:"bytes,10,opt,name=environment_id,json=environmentId,proto3" json:"environment_id,omitempty"`
 }
 

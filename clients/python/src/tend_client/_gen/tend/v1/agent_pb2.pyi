@@ -99,7 +99,7 @@ class RestartPolicy(_message.Message):
     def __init__(self, initial_backoff_ms: _Optional[int] = ..., max_backoff_ms: _Optional[int] = ..., stable_after_ms: _Optional[int] = ..., start_limit: _Optional[int] = ...) -> None: ...
 
 class AgentSpec(_message.Message):
-    __slots__ = ("name", "argv", "env", "cwd", "prompt_file", "size", "kind", "restart")
+    __slots__ = ("name", "argv", "env", "cwd", "prompt_file", "size", "kind", "restart", "environment_id")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,7 @@ class AgentSpec(_message.Message):
     SIZE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     RESTART_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     argv: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
@@ -123,7 +124,8 @@ class AgentSpec(_message.Message):
     size: _process_pb2.PtySize
     kind: AgentKind
     restart: RestartPolicy
-    def __init__(self, name: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., prompt_file: _Optional[str] = ..., size: _Optional[_Union[_process_pb2.PtySize, _Mapping]] = ..., kind: _Optional[_Union[AgentKind, str]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ...) -> None: ...
+    environment_id: str
+    def __init__(self, name: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., prompt_file: _Optional[str] = ..., size: _Optional[_Union[_process_pb2.PtySize, _Mapping]] = ..., kind: _Optional[_Union[AgentKind, str]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., environment_id: _Optional[str] = ...) -> None: ...
 
 class AgentInfo(_message.Message):
     __slots__ = ("spec", "status", "pid", "process_id", "started_at_unix_ms", "uptime_ms", "last_exit", "restart_count", "last_activity_unix_ms", "idle")
