@@ -1,3 +1,4 @@
 //! Environments that processes run in (native, Docker, Nix), what this host can run, and the
 //! runner's housekeeping (the sweep of containers a dead daemon left, free ports).
+pub mod docker;
 pub mod progress;
