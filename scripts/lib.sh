@@ -40,3 +40,22 @@ ensure_tend_bin() {
   TEND_BIN="$(cd "$(dirname "$TEND_BIN")" && pwd)/$(basename "$TEND_BIN")"
   export TEND_BIN
 }
+
+# The engines for the RunnerService tests (scripts/README-engines.md): Debian packages that
+# scripts/install-deps installs with the rest, and that scripts/docker-up and scripts/nix-setup
+# install themselves when run alone.
+DOCKER_APT_PACKAGES=(docker.io busybox-static)
+NIX_APT_PACKAGES=(nix-bin)
+# scripts/test's private engine: its state directory, and the busybox rootfs tarball that
+# scripts/docker-up keeps there (the test image tend-test/busybox:latest is imported from it).
+TEND_DOCKER_DIR_DEFAULT="$ROOT/.tools/docker"
+BUSYBOX_TAR_NAME=busybox-rootfs.tar
+TEST_IMAGE=tend-test/busybox:latest
+
+# apt_missing PACKAGE...: prints those of the Debian packages that are not installed.
+apt_missing() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}

@@ -1,4 +1,31 @@
 //! The fixture: the real `tend` binary on a unix socket in a temp dir, and small client helpers.
+//!
+//! # Engines (Docker, Nix) for the RunnerService tests
+//!
+//! A test that needs an engine starts with
+//!
+//! ```ignore
+//! if !helper::require("docker", helper::docker_missing()) { return; }
+//! if !helper::require("nix", helper::nix_missing()) { return; }
+//! ```
+//!
+//! `require(component, why_missing)` is `true` when `why_missing` is `None`. Otherwise it prints
+//! `SKIP <test>: <component> missing: <why>` to stderr and is `false` -- except under `CI=true`,
+//! where it panics: scripts/test installs and starts both engines, so one missing there is a
+//! failure, not a skip.
+//!
+//! - `docker_missing()`: `None` when `DOCKER_HOST` (`docker_host()`) answers `GET /_ping`.
+//!   scripts/test exports `DOCKER_HOST` (a private engine started by scripts/docker-up, stopped
+//!   by scripts/docker-down at the end) to the daemon under test and the tests alike. By hand:
+//!   `export "$(scripts/docker-up)"`. Its test image is `BUSYBOX_IMAGE`
+//!   (`tend-test/busybox:latest`); `busybox_tar()` is `TEND_TEST_BUSYBOX_TAR`, the busybox
+//!   rootfs tarball it was imported from, for tests of importing a local tarball. The engine
+//!   runs with `--bridge=none`: containers have loopback only, or `--network host`.
+//! - `nix_missing()` / `nix_available()`: single-user Nix as root, no daemon, offline
+//!   (scripts/nix-setup); `nix_fixture()` is the tests' flake, `path:.../tests/fixtures/nix-shell`.
+//!
+//! Containers, volumes and networks the tests leave are removed by scripts/docker-down; still,
+//! tests should name or label what they create so that they can run side by side.
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,6 +35,10 @@ use tempfile::TempDir;
 use tend::cli::connect::{self, Addr, ProcessClient};
 use tend::pb::{self, process_event::Kind};
 use tokio_stream::StreamExt;
+
+mod engines;
+#[allow(unused_imports)] // until the RunnerService tests use them
+pub use engines::*;
 
 /// A running daemon; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Daemon {

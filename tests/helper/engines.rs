@@ -1,0 +1,177 @@
+//! The engines behind the RunnerService's environments: a Docker engine and Nix. `scripts/test`
+//! installs both and starts a private Docker engine for the whole run; a bare `cargo test` has
+//! neither unless the caller set them up (see the top of `helper` and scripts/README-engines.md).
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The test image that scripts/docker-up imports into its engine (busybox-static: `sh`,
+/// `sleep`, `cat`, `env`, ...; `CMD ["/bin/sh"]`, `PATH=/bin`; no registry involved).
+pub const BUSYBOX_IMAGE: &str = "tend-test/busybox:latest";
+
+/// `DOCKER_HOST` when set and not empty: scripts/test exports its private engine's
+/// (`unix://.../docker.sock`). There is no fallback to the system's /var/run/docker.sock.
+pub fn docker_host() -> Option<String> {
+    std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty())
+}
+
+/// Why no Docker engine can be used, or `None` when `DOCKER_HOST` answers `GET /_ping`.
+pub fn docker_missing() -> Option<String> {
+    let Some(host) = docker_host() else {
+        return Some(
+            "DOCKER_HOST is not set (scripts/test sets it; by hand: export \"$(scripts/docker-up)\")"
+                .into(),
+        );
+    };
+    match docker_get(&host, "/_ping") {
+        Ok(200) => None,
+        Ok(status) => Some(format!("DOCKER_HOST={host}: GET /_ping answered {status}")),
+        Err(e) => Some(format!("DOCKER_HOST={host}: {e}")),
+    }
+}
+
+/// `TEND_TEST_BUSYBOX_TAR` (a busybox rootfs tarball, the one `BUSYBOX_IMAGE` was imported
+/// from), when set and the file exists.
+pub fn busybox_tar() -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var_os("TEND_TEST_BUSYBOX_TAR")?);
+    p.is_file().then_some(p)
+}
+
+/// The tests' offline flake, as Nix wants it: `path:<repo>/tests/fixtures/nix-shell` (not a
+/// plain path, which Nix would take as the whole git repository). Its devShell sets
+/// `TEND_NIX_TEST=1` and `TEND_NIX_GREETING="hello from nix"`.
+pub fn nix_fixture() -> String {
+    format!(
+        "path:{}/tests/fixtures/nix-shell",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// Whether Nix works here: `nix_missing()` is `None`.
+pub fn nix_available() -> bool {
+    nix_missing().is_none()
+}
+
+/// Why Nix cannot be used, or `None` when `nix --offline print-dev-env --json` of
+/// `nix_fixture()` works (checked once per test binary; scripts/nix-setup configures it).
+pub fn nix_missing() -> Option<String> {
+    static MISSING: OnceLock<Option<String>> = OnceLock::new();
+    MISSING
+        .get_or_init(|| {
+            let out = match std::process::Command::new("nix")
+                .args(["--offline", "print-dev-env", "--json", &nix_fixture()])
+                .stdin(std::process::Stdio::null())
+                .output()
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    return Some(format!(
+                        "cannot run nix: {e} (scripts/nix-setup installs it)"
+                    ))
+                }
+            };
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                let last = err
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                return Some(format!(
+                    "nix print-dev-env {} failed ({}): {last} (scripts/nix-setup configures Nix)",
+                    nix_fixture(),
+                    out.status
+                ));
+            }
+            if !String::from_utf8_lossy(&out.stdout).contains("\"TEND_NIX_TEST\"") {
+                return Some(format!(
+                    "nix print-dev-env {} shows no TEND_NIX_TEST",
+                    nix_fixture()
+                ));
+            }
+            None
+        })
+        .clone()
+}
+
+/// `true` when `why_missing` is `None`. Otherwise the test cannot run: under `CI=true` this
+/// panics (the engine is part of the suite there), elsewhere it prints
+/// `SKIP <test>: <component> missing: <why>` to stderr and returns `false`, for the test to
+/// return early:
+///
+/// ```ignore
+/// if !helper::require("docker", helper::docker_missing()) { return; }
+/// ```
+#[track_caller]
+pub fn require(component: &str, why_missing: Option<String>) -> bool {
+    let Some(why) = why_missing else {
+        return true;
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "{component} is required under CI=true; scripts/test installs and starts it \
+             ({component} missing: {why})"
+        );
+    }
+    // libtest names each test's thread after the test; with one test thread it may be "main".
+    let at = std::panic::Location::caller();
+    let test = match std::thread::current().name() {
+        Some(name) if name != "main" => name.to_string(),
+        _ => format!("{}:{}", at.file(), at.line()),
+    };
+    eprintln!("SKIP {test}: {component} missing: {why}");
+    false
+}
+
+/// The HTTP status of `GET path` on the engine at `host` (`unix://` or `tcp://`), bounded by
+/// a few seconds: enough to tell a live engine from a stale socket.
+fn docker_get(host: &str, path: &str) -> Result<u16, String> {
+    const LIMIT: Duration = Duration::from_secs(5);
+    let mut conn: Box<dyn ReadWrite> = if let Some(sock) = host.strip_prefix("unix://") {
+        let s = std::os::unix::net::UnixStream::connect(sock)
+            .map_err(|e| format!("connect {sock}: {e}"))?;
+        s.set_read_timeout(Some(LIMIT)).ok();
+        s.set_write_timeout(Some(LIMIT)).ok();
+        Box::new(s)
+    } else if let Some(addr) = host.strip_prefix("tcp://") {
+        let s = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(LIMIT)).ok();
+        s.set_write_timeout(Some(LIMIT)).ok();
+        Box::new(s)
+    } else {
+        return Err("only unix:// and tcp:// are supported".into());
+    };
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut head = [0u8; 12]; // "HTTP/1.1 200"
+    conn.read_exact(&mut head)
+        .map_err(|e| format!("GET {path}: {e}"))?;
+    std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("GET {path}: not an HTTP answer"))
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// The wiring itself: under scripts/test both engines are there (and under CI=true they must
+/// be), the test image is in the engine and the tarball is on disk.
+#[test]
+fn engines_from_scripts_test() {
+    if require("docker", docker_missing()) {
+        let host = docker_host().unwrap();
+        assert_eq!(
+            docker_get(&host, &format!("/images/{BUSYBOX_IMAGE}/json")),
+            Ok(200),
+            "{BUSYBOX_IMAGE} is not in the engine at {host}"
+        );
+        require(
+            "busybox tarball",
+            busybox_tar()
+                .is_none()
+                .then(|| "TEND_TEST_BUSYBOX_TAR is not set, or names no file".into()),
+        );
+    }
+    require("nix", nix_missing());
+}
