@@ -9,9 +9,14 @@
 //!     the same `Get` on a quiet daemon.
 //! (f) After `kill -9` of a daemon with 500 process trees (2,000 processes), how long a new
 //!     daemon on the same state dir takes to answer health SERVING, and to have swept them all.
+//! (g) In a Docker environment: `Run` of `/bin/true` vs `docker exec CONTAINER /bin/true` (the
+//!     CLI), and 100 MB through a lossless `Run` vs `docker exec CONTAINER cat FILE | wc -c`.
+//! (h) `Run` of `/bin/true` in a materialised Nix environment vs the same `Run` on the host.
 //!
 //! It prints medians and ratios, and PASS/MISS per target. It asserts nothing about time and
 //! exits 0 whether targets are met or not: a benchmark reports, the tests decide.
+mod env_bench;
+
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -955,6 +960,22 @@ async fn bench() {
     } else {
         None
     };
+    let (g, h) = if on("g") || on("h") {
+        let d = Daemon::start(&[]).await;
+        let g = if on("g") {
+            Some(env_bench::bench_docker(&d.socket).await)
+        } else {
+            None
+        };
+        let h = if on("h") {
+            Some(env_bench::bench_nix(&d.socket).await)
+        } else {
+            None
+        };
+        (g, h)
+    } else {
+        (None, None)
+    };
 
     if let Some(a) = a {
         report_run(&a);
@@ -964,6 +985,12 @@ async fn bench() {
     }
     if let Some(f) = f {
         report_sweep(&f);
+    }
+    if let Some(g) = g {
+        env_bench::report_docker(&g);
+    }
+    if let Some(h) = h {
+        env_bench::report_nix(&h);
     }
     if let Some(b) = b {
         report_stream(&b);

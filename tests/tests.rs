@@ -12,4 +12,5 @@ mod lifecycle;
 mod messages;
 mod output;
 mod pty;
+mod runner;
 mod validation;

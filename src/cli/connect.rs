@@ -11,6 +11,7 @@ use tonic::{Request, Status};
 use crate::config;
 use crate::pb::agent_service_client::AgentServiceClient;
 use crate::pb::process_service_client::ProcessServiceClient;
+use crate::pb::runner_service_client::RunnerServiceClient;
 
 /// Adds `authorization: Bearer <token>` when there is a token.
 #[derive(Clone)]
@@ -29,6 +30,8 @@ impl tonic::service::Interceptor for Bearer {
 pub type ProcessClient = ProcessServiceClient<InterceptedService<Channel, Bearer>>;
 /// An AgentService client as the CLI uses it.
 pub type AgentClient = AgentServiceClient<InterceptedService<Channel, Bearer>>;
+/// A RunnerService client with the bearer token, if any.
+pub type RunnerClient = RunnerServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Where a daemon listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +128,12 @@ fn unix_error(shown: &str, e: &tonic::transport::Error) -> anyhow::Error {
 pub async fn process_client(addr: &Addr, token: Option<String>) -> anyhow::Result<ProcessClient> {
     let (ch, bearer) = authorized(addr, token).await?;
     Ok(ProcessServiceClient::with_interceptor(ch, bearer).max_decoding_message_size(16 << 20))
+}
+
+/// A RunnerService client, like `process_client`.
+pub async fn runner_client(addr: &Addr, token: Option<String>) -> anyhow::Result<RunnerClient> {
+    let (ch, bearer) = authorized(addr, token).await?;
+    Ok(RunnerServiceClient::with_interceptor(ch, bearer).max_decoding_message_size(16 << 20))
 }
 
 /// An AgentService client, like `process_client`.

@@ -1,6 +1,7 @@
 //! The `tend` command line: `serve` runs the daemon, the rest are clients of it.
 mod agent;
 pub mod connect;
+mod env;
 mod inspect;
 mod run;
 mod tty;
@@ -60,8 +61,12 @@ pub enum Command {
         #[arg(short, long, conflicts_with_all = ["pty", "interactive"])]
         detach: bool,
         /// Environment variable KEY=VALUE for the command (repeatable).
-        #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = key_value)]
+        #[arg(short = 'e', long = "var", value_name = "KEY=VALUE", value_parser = key_value)]
         env: Vec<(String, String)>,
+        /// Run in this environment (an id or name from `tend env ls`; default: native, the
+        /// host).
+        #[arg(long = "env", value_name = "ENV", value_parser = environment_id)]
+        environment: Option<String>,
         /// Working directory of the command (default: the daemon's).
         #[arg(long, value_name = "DIR")]
         cwd: Option<String>,
@@ -133,6 +138,15 @@ pub enum Command {
     /// Named interactive agents in their own PTYs.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Environments processes run in: native (the host), Docker containers, Nix dev shells.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// What this host can run: Docker, Nix, languages and tools on PATH, CPUs, memory, GPUs.
+    Caps {
+        /// Probe again instead of answering from the cache (a minute old at most).
+        #[arg(long)]
+        refresh: bool,
+    },
     /// Attach this terminal to an agent; Ctrl-] detaches. Stays attached across the agent's
     /// restarts until it stops for good.
     Attach {
@@ -269,6 +283,85 @@ pub struct ServeArgs {
     pub quiescence_ms: u64,
 }
 
+/// `tend env …`.
+// Parsed once per run of the CLI: the size of one variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum EnvCommand {
+    /// Define an environment and print its id; `tend env init` makes it ready (a native one is
+    /// ready at once).
+    Create {
+        /// native, docker, nix, or auto (docker when an engine answers and --image is given,
+        /// nix when --flake has a flake.nix and nix is installed, else native).
+        #[arg(long, default_value = "auto", value_parser = ["native", "docker", "nix", "auto"])]
+        kind: String,
+        /// A unique name, usable wherever the id is.
+        #[arg(long)]
+        name: Option<String>,
+        /// Docker: the image.
+        #[arg(long)]
+        image: Option<String>,
+        /// Docker: a local image tarball to import as --image (no registry needed).
+        #[arg(long, value_name = "FILE")]
+        image_tarball: Option<String>,
+        /// Docker: a bind mount HOST:CONTAINER[:ro] (repeatable).
+        #[arg(long = "mount", value_name = "HOST:CONTAINER[:ro]")]
+        mounts: Vec<String>,
+        /// Docker: a port mapping [IP:]HOST:CONTAINER[/udp] (repeatable).
+        #[arg(long = "port", short = 'p', value_name = "[IP:]HOST:CONTAINER[/PROTO]")]
+        ports: Vec<String>,
+        /// Docker: a variable KEY=VALUE of the container (repeatable).
+        #[arg(short = 'e', long = "var", value_name = "KEY=VALUE", value_parser = key_value)]
+        env: Vec<(String, String)>,
+        /// Docker: the working directory in the container.
+        #[arg(long)]
+        workdir: Option<String>,
+        /// Docker: the user in the container.
+        #[arg(long)]
+        user: Option<String>,
+        /// Nix: the directory of the flake (made absolute).
+        #[arg(long, value_name = "DIR")]
+        flake: Option<PathBuf>,
+        /// Nix: the devShell attribute.
+        #[arg(long, default_value = "default")]
+        shell: String,
+    },
+    /// List environments.
+    Ls,
+    /// Make an environment ready (pull or import the image and start the container, or
+    /// evaluate the flake), printing progress.
+    Init {
+        /// Environment id or name.
+        id: String,
+    },
+    /// Stop an environment's processes and its container; `tend env init` starts it again.
+    Stop {
+        /// Environment id or name.
+        id: String,
+        /// Milliseconds from SIGTERM to SIGKILL.
+        #[arg(long, value_name = "MS")]
+        grace_ms: Option<u32>,
+    },
+    /// Stop an environment and remove all it holds (its container), and forget it.
+    Rm {
+        /// Environment id or name.
+        id: String,
+        /// Milliseconds from SIGTERM to SIGKILL.
+        #[arg(long, value_name = "MS")]
+        grace_ms: Option<u32>,
+    },
+}
+
+fn environment_id(s: &str) -> Result<String, String> {
+    if s.contains('=') {
+        return Err(format!(
+            "{s:?} looks like a variable: use -e KEY=VALUE (or --var) for variables; --env takes \
+             an environment id or name"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 fn key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -361,11 +454,21 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
             wait_idle,
             timeout,
         } => return agent::nudge(agents().await?, name, message, wait_idle, timeout).await,
+        Command::Env(cmd) => {
+            return env::command(connect::runner_client(&addr, token).await?, cmd).await
+        }
+        Command::Caps { refresh } => {
+            return env::caps(connect::runner_client(&addr, token).await?, refresh).await
+        }
         _ => {}
     }
     let c = connect::process_client(&addr, cli.token).await?;
     match cli.command {
-        Command::Agent(_) | Command::Attach { .. } | Command::Nudge { .. } => {
+        Command::Agent(_)
+        | Command::Attach { .. }
+        | Command::Nudge { .. }
+        | Command::Env(_)
+        | Command::Caps { .. } => {
             unreachable!("handled above")
         }
         Command::Serve(_) => unreachable!("serve is not a client command"),
@@ -374,6 +477,7 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
             interactive,
             detach,
             env,
+            environment,
             cwd,
             name,
             allow_gaps,
@@ -384,6 +488,7 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
                 run::RunArgs {
                     argv,
                     env,
+                    environment,
                     cwd,
                     name,
                     pty,

@@ -29,6 +29,7 @@ const ESCALATE_WITHIN: Duration = Duration::from_secs(2);
 pub struct RunArgs {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    pub environment: Option<String>,
     pub cwd: Option<String>,
     pub name: Option<String>,
     pub pty: bool,
@@ -50,6 +51,7 @@ pub async fn run(mut client: ProcessClient, args: RunArgs) -> anyhow::Result<i32
             cols: size.1,
         }),
         stdin: args.interactive,
+        environment_id: args.environment.unwrap_or_default(),
         ..Default::default()
     };
     if args.detach {

@@ -5,3 +5,4 @@ pub mod docker;
 pub mod nix;
 pub mod ports;
 pub mod progress;
+pub mod registry;

@@ -322,7 +322,9 @@ pub fn installed() -> std::result::Result<(), String> {
     if std::env::split_paths(&path).any(|d| d.join("nix").is_file()) {
         Ok(())
     } else {
-        Err(format!("nix is not installed (no `nix` on the daemon's PATH): {INSTALL_HINT}"))
+        Err(format!(
+            "nix is not installed (no `nix` on the daemon's PATH): {INSTALL_HINT}"
+        ))
     }
 }
 

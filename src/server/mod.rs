@@ -17,9 +17,12 @@ use crate::agent::Agents;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pb;
+use crate::runner::caps::Prober;
+use crate::runner::registry::Runner;
 use crate::service::agent::AgentApi;
 use crate::service::limit::Streams;
 use crate::service::process::ProcessApi;
+use crate::service::runner::RunnerApi;
 use crate::supervisor::Supervisor;
 
 /// How long open streams get to finish after processes are stopped.
@@ -138,6 +141,8 @@ pub async fn serve(
         config.quiescence,
         config.limits.max_agents,
     );
+    let runner = Runner::new(sup.clone(), dir);
+    runner.sweep_in_background();
     let streams = Streams::new(config.limits.max_streams);
     // Every service, once: the routers of every listener, health and reflection take them from
     // this list, so a new service is one line here.
@@ -146,7 +151,10 @@ pub async fn serve(
         ProcessApi::new(sup.clone(), streams.clone(), config.grace),
     ));
     services.add(pb::agent_service_server::AgentServiceServer::new(
-        AgentApi::new(agents, config.limits.max_input_bytes, streams),
+        AgentApi::new(agents, config.limits.max_input_bytes, streams.clone()),
+    ));
+    services.add(pb::runner_service_server::RunnerServiceServer::new(
+        RunnerApi::new(runner.clone(), Prober::new(sup.host().reaper()), streams),
     ));
     for name in &services.names {
         health
@@ -231,6 +239,7 @@ pub async fn serve(
         .await;
     // Processes first: their streams end with their exit events, then the listeners close.
     sup.shutdown(config.grace).await;
+    runner.shutdown().await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(DRAIN_CONNECTIONS, async {
         while servers.join_next().await.is_some() {}

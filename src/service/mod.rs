@@ -4,4 +4,6 @@ mod agent_convert;
 pub mod convert;
 pub mod limit;
 pub mod process;
+pub mod runner;
+mod runner_convert;
 mod stream;

@@ -178,6 +178,15 @@ impl Supervisor {
         &self.inner.limits
     }
 
+    /// Sweep again what dead daemons left on this host (their recorded groups, cgroups and
+    /// marked processes), as at start-up.
+    pub async fn sweep(&self) -> records::SweepReport {
+        let records = self.inner.native.records.clone();
+        tokio::task::spawn_blocking(move || records.sweep())
+            .await
+            .unwrap_or_default()
+    }
+
     /// The host as an environment (for environments built on it, such as a Nix shell's).
     pub fn host(&self) -> &NativeEnv {
         &self.inner.host

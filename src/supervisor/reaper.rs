@@ -224,20 +224,32 @@ impl Reaper {
             });
             (stdout, ended)
         };
-        match tokio::time::timeout(timeout, all).await {
-            Ok((stdout, ended)) => Ok(Captured {
+        let mut all = Box::pin(all);
+        let finished = match tokio::time::timeout(timeout, &mut all).await {
+            Ok(done) => Some(done),
+            Err(_) => {
+                // SIGTERM first: nix stops the builders it started in sessions of their own,
+                // which a SIGKILL to its group would leave running.
+                let _ = super::signal::to_group(pid, libc::SIGTERM);
+                let grace = std::time::Duration::from_secs(2);
+                if tokio::time::timeout(grace, &mut all).await.is_err() {
+                    let _ = super::signal::to_group(pid, libc::SIGKILL);
+                }
+                None
+            }
+        };
+        drop(all);
+        match finished {
+            Some((stdout, ended)) => Ok(Captured {
                 ended,
                 stdout,
                 stderr: err_lines,
             }),
-            Err(_) => {
-                let _ = super::signal::to_group(pid, libc::SIGKILL);
-                Err(RunError::Timeout {
-                    program,
-                    timeout,
-                    stderr: err_lines,
-                })
-            }
+            None => Err(RunError::Timeout {
+                program,
+                timeout,
+                stderr: err_lines,
+            }),
         }
     }
 }

@@ -61,10 +61,8 @@ impl Spec {
         let mut env: BTreeMap<String, String> = match (self.clear_env, base) {
             (true, _) => BTreeMap::new(),
             (false, Some(base)) => base.clone(),
-            (false, None) => std::env::vars().collect(),
+            (false, None) => daemon_environment(),
         };
-        // The daemon's own settings are not the child's business.
-        env.retain(|k, _| !k.starts_with("TEND_"));
         if self.non_interactive.unwrap_or(self.pty.is_none()) {
             for (k, v) in NON_INTERACTIVE_ENV {
                 env.insert(k.to_string(), v.to_string());
@@ -99,6 +97,14 @@ impl Spec {
         }
         Ok(())
     }
+}
+
+/// The daemon's environment as its children inherit it: the daemon's own settings (TEND_*) are
+/// not the child's business.
+pub fn daemon_environment() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| !k.starts_with("TEND_"))
+        .collect()
 }
 
 /// Find the program the way execvp would, so a missing one is a clear `NotFound` naming where we
