@@ -502,6 +502,52 @@ async fn a_terminal_has_its_size_and_its_own_stream() {
         String::from_utf8_lossy(&seen)
     );
     assert_eq!(launched.exit.await, Ended::Code(0));
+
+    // Every byte, even a read that starts with 0, 1 or 2 (which bollard's decoder takes for a
+    // stream header); and the end of input does not end the output.
+    let mut s = spec(&[
+        "sh",
+        "-c",
+        r"printf 'a\n'; sleep 1; printf '\001\002\000xyz\n'; sleep 1; printf 'end\n'",
+    ]);
+    s.pty = Some(PtySize {
+        rows: 40,
+        cols: 100,
+    });
+    let launched = c.env.launch("p", &s).await.unwrap();
+    let Io::Stream { output, stdin, .. } = launched.io else {
+        panic!()
+    };
+    drop(stdin.expect("a terminal has input"));
+    let got: Vec<u8> = output
+        .flat_map(|(kind, b)| {
+            assert_eq!(kind, StreamKind::Pty);
+            futures_util::stream::iter(b.to_vec())
+        })
+        .collect()
+        .await;
+    assert_eq!(got, b"a\r\n\x01\x02\x00xyz\r\nend\r\n");
+    assert_eq!(launched.exit.await, Ended::Code(0));
+
+    // Keys typed reach the program, echoed by the terminal.
+    let mut s = spec(&["sh", "-c", "read x; echo got $x"]);
+    s.pty = Some(PtySize {
+        rows: 40,
+        cols: 100,
+    });
+    let launched = c.env.launch("p", &s).await.unwrap();
+    let Io::Stream { output, stdin, .. } = launched.io else {
+        panic!()
+    };
+    let mut stdin = std::fs::File::from(stdin.unwrap());
+    std::io::Write::write_all(&mut stdin, b"hi\n").unwrap();
+    let got: Vec<u8> = output
+        .flat_map(|(_, b)| futures_util::stream::iter(b.to_vec()))
+        .collect()
+        .await;
+    assert_eq!(got, b"hi\r\ngot hi\r\n");
+    assert_eq!(launched.exit.await, Ended::Code(0));
+    drop(stdin);
 }
 
 #[tokio::test]
