@@ -67,8 +67,8 @@ case $a in
 esac
 [ "$r" = - ] || stty rows "$r" cols "$c" 2>/dev/null
 if [ "$n" != - ]; then set -- env -i "$@"
-else case $a in -*|*=*) ;; *)
-  command -v env >/dev/null 2>&1 && set -- env -u SHLVL -u PWD "$@" ;; esac
+else case $a in *=*) ;; *)
+  command -v env >/dev/null 2>&1 && set -- env -u SHLVL -u PWD -- "$@" ;; esac
 fi
 read -r _ _ _ _ g _ </proc/self/stat
 if [ "$g" = $$ ]; then echo "$$ $$"; exec "$@"; fi
@@ -125,6 +125,16 @@ impl DockerEnv {
                 Some(s.to_string())
             }
         };
+        if spec.clear_env && program.contains('=') {
+            // env(1) would take it for a variable, and nothing else clears the environment.
+            return Err(Error::invalid(
+                "spec.argv[0]",
+                format!(
+                    "{} holds '=', which a container process with clear_env cannot be named by",
+                    quote(program)
+                ),
+            ));
+        }
         let tty = spec.pty;
         let attach_stdin = spec.stdin || tty.is_some();
         let env = exec_env(spec);

@@ -863,3 +863,77 @@ async fn the_sweep_removes_only_containers_of_dead_owners() {
         engine.remove_container(&id).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn an_images_entrypoint_does_not_wrap_the_container() {
+    if !have_engine() {
+        return;
+    }
+    let engine = Engine::connect().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = rootfs_tarball(dir.path());
+    let image = format!("tend-test/entrypoint:t{}", std::process::id());
+    let body = tokio_util::io::ReaderStream::new(tokio::fs::File::open(&tarball).await.unwrap());
+    let options = bollard::query_parameters::CreateImageOptions {
+        from_src: Some("-".into()),
+        repo: Some("tend-test/entrypoint".into()),
+        tag: Some(format!("t{}", std::process::id())),
+        changes: vec![r#"ENTRYPOINT ["/bin/false"]"#.into()],
+        ..Default::default()
+    };
+    let mut events =
+        engine
+            .docker
+            .create_image(Some(options), Some(bollard::body_try_stream(body)), None);
+    while let Some(e) = events.next().await {
+        e.unwrap();
+    }
+    let settings = DockerSettings {
+        image: image.clone(),
+        ..DockerSettings::default()
+    };
+    let c = Container::with("entrypoint", settings).await;
+    assert!(c.engine.container_running(&c.id).await);
+    let (ran, ended) = run(&c.env, spec(&["echo", "ran"])).await;
+    assert_eq!(
+        (ended, ran.stdout.as_slice()),
+        (Ended::Code(0), &b"ran\n"[..])
+    );
+    drop(c);
+    let _ = engine
+        .docker
+        .remove_image(
+            &image,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn an_unread_output_holds_the_process_back() {
+    if !have_engine() {
+        return;
+    }
+    let c = Container::new("backpressure").await;
+    let launched = c
+        .env
+        .launch("p", &spec(&["head", "-c", "50000000", "/dev/zero"]))
+        .await
+        .unwrap();
+    // Unread for a while: the engine does not buffer 50 MB for us, so head cannot finish.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        launched.group.alive().await,
+        "head finished with nobody reading"
+    );
+    let Io::Stream { output, .. } = launched.io else {
+        panic!()
+    };
+    let n: usize = output
+        .map(|(_, b)| b.len())
+        .fold(0, |a, b| async move { a + b })
+        .await;
+    assert_eq!(n, 50_000_000);
+    assert_eq!(launched.exit.await, Ended::Code(0));
+}
