@@ -217,10 +217,14 @@ impl Engine {
         environment_id: &str,
         settings: &DockerSettings,
     ) -> Result<String> {
-        settings.validate()?;
-        let owner = tokio::task::spawn_blocking(Owner::current)
-            .await
-            .map_err(|e| Error::Internal(format!("owner: {e}")))??;
+        // File work (the mounts' host paths, /proc): off the async workers.
+        let checked = settings.clone();
+        let owner = tokio::task::spawn_blocking(move || {
+            checked.validate()?;
+            Owner::current()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("create container: {e}")))??;
         let name = format!(
             "tend-{}-{:06x}",
             name_part(environment_id),
