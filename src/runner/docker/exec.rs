@@ -137,36 +137,13 @@ impl DockerEnv {
         }
         let tty = spec.pty;
         let attach_stdin = spec.stdin || tty.is_some();
-        let env = exec_env(spec);
-        let mut cmd: Vec<String> = ["/bin/sh", "-c", WRAPPER, "tend-exec"]
-            .map(String::from)
-            .into();
-        match tty {
-            Some(s) => cmd.extend([s.rows.to_string(), s.cols.to_string()]),
-            None => cmd.extend(["-".to_string(), "-".to_string()]),
-        }
-        if spec.clear_env {
-            // The engine adds the container's variables to an exec's; only env -i clears them.
-            cmd.push(env.len().to_string());
-            cmd.extend(env.iter().cloned());
-        } else {
-            cmd.push("-".to_string());
-        }
-        cmd.extend(spec.argv.iter().cloned());
-        let config = ExecConfig {
-            attach_stdin: Some(attach_stdin),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(tty.is_some()),
-            detach_keys: tty.map(|_| DETACH_KEYS.to_string()),
-            // Engines from API 1.42 size the terminal at creation; older ones ignore it.
-            console_size: tty.map(|s| vec![usize::from(s.rows), usize::from(s.cols)]),
-            env: (!spec.clear_env).then_some(env),
-            cmd: Some(cmd),
-            user: self.user.clone(),
-            working_dir: cwd.clone(),
-            ..Default::default()
-        };
+        // Made before the exec starts, so that nothing can fail between its start and its
+        // return to the supervisor, which would leave it running untracked.
+        let stdin_pipe = attach_stdin
+            .then(|| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))
+            .transpose()
+            .map_err(|e| Error::io("pipe for stdin", e.into()))?;
+        let config = self.exec_config(spec, cwd.clone());
         let docker = &self.engine.docker;
         let exec = docker
             .create_exec(&self.container, config)
@@ -201,24 +178,7 @@ impl DockerEnv {
         let (pid, pgid) = match parse_first(&line) {
             Some(Start::Running { pid, pgid }) => (pid, pgid),
             Some(Start::Missing { not_found, path }) => {
-                let message = match (program.contains('/'), not_found) {
-                    (true, true) => {
-                        format!(
-                            "spec.argv[0]: {} does not exist in the container",
-                            quote(program)
-                        )
-                    }
-                    (false, true) => format!(
-                        "spec.argv[0]: {} not found on the container's PATH (looked in {})",
-                        quote(program),
-                        clip(&path)
-                    ),
-                    (_, false) => format!(
-                        "spec.argv[0]: {} is not an executable file in the container",
-                        quote(program)
-                    ),
-                };
-                return Err(Error::Exec { message, not_found });
+                return Err(missing(program, not_found, &path))
             }
             None => {
                 // Not ours: the engine's own complaint (the exec did not start), then the end.
@@ -233,19 +193,16 @@ impl DockerEnv {
             }
         };
         let (over, over_rx) = watch::channel(false);
-        let stdin = if attach_stdin {
-            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| Error::io("pipe for stdin", e.into()))?;
-            tokio::spawn(attach::forward_stdin(
-                read,
-                input,
-                tty.is_some(),
-                over_rx.clone(),
-            ));
-            Some(write)
-        } else {
-            drop(input);
-            None
+        let stdin = match stdin_pipe {
+            Some((read, write)) => {
+                let forward = attach::forward_stdin(read, input, tty.is_some(), over_rx.clone());
+                tokio::spawn(forward);
+                Some(write)
+            }
+            None => {
+                drop(input);
+                None
+            }
         };
         let output = Output {
             pending,
@@ -285,6 +242,41 @@ impl DockerEnv {
             exit: Box::pin(exit),
             group: Arc::new(group),
         })
+    }
+
+    /// The exec of `spec`: the wrapper and the program, attached, with the exec's variables.
+    fn exec_config(&self, spec: &Spec, cwd: Option<String>) -> ExecConfig {
+        let tty = spec.pty;
+        let env = exec_env(spec);
+        let mut cmd: Vec<String> = ["/bin/sh", "-c", WRAPPER, "tend-exec"]
+            .map(String::from)
+            .into();
+        match tty {
+            Some(s) => cmd.extend([s.rows.to_string(), s.cols.to_string()]),
+            None => cmd.extend(["-".to_string(), "-".to_string()]),
+        }
+        if spec.clear_env {
+            // The engine adds the container's variables to an exec's; only env -i clears them.
+            cmd.push(env.len().to_string());
+            cmd.extend(env.iter().cloned());
+        } else {
+            cmd.push("-".to_string());
+        }
+        cmd.extend(spec.argv.iter().cloned());
+        ExecConfig {
+            attach_stdin: Some(spec.stdin || tty.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(tty.is_some()),
+            detach_keys: tty.map(|_| DETACH_KEYS.to_string()),
+            // Engines from API 1.42 size the terminal at creation; older ones ignore it.
+            console_size: tty.map(|s| vec![usize::from(s.rows), usize::from(s.cols)]),
+            env: (!spec.clear_env).then_some(env),
+            cmd: Some(cmd),
+            user: self.user.clone(),
+            working_dir: cwd,
+            ..Default::default()
+        }
     }
 
     /// An error of the exec calls, in terms of what was asked.
@@ -334,6 +326,26 @@ impl Environment for DockerEnv {
     fn launch<'a>(&'a self, _id: &'a str, spec: &'a Spec) -> BoxFuture<'a, Result<Launched>> {
         Box::pin(self.start(spec))
     }
+}
+
+/// The wrapper found no program to run: the error a shell's 127 or 126 stands for.
+fn missing(program: &str, not_found: bool, path: &str) -> Error {
+    let message = match (program.contains('/'), not_found) {
+        (true, true) => format!(
+            "spec.argv[0]: {} does not exist in the container",
+            quote(program)
+        ),
+        (false, true) => format!(
+            "spec.argv[0]: {} not found on the container's PATH (looked in {})",
+            quote(program),
+            clip(path)
+        ),
+        (_, false) => format!(
+            "spec.argv[0]: {} is not an executable file in the container",
+            quote(program)
+        ),
+    };
+    Error::Exec { message, not_found }
 }
 
 /// What the engine says when it cannot start an exec, as the caller's mistake where it is one.
