@@ -118,8 +118,10 @@ impl Engine {
                 Ok(r) => r.map(|v| (docker, v)).map_err(Some),
             }
         };
-        // bollard speaks its newest API version; an older engine refuses it and names the newest
-        // it knows, which the second attempt uses.
+        // bollard is made for its newest API version; an engine that refuses it names the
+        // newest it knows, which the second attempt uses. (bollard 0.21's URLs lose their
+        // version prefix when it joins the path, so today the engine's own version applies and
+        // the first attempt succeeds.)
         let (docker, v) = match ask(build(API_DEFAULT_VERSION)?).await {
             Ok(answer) => answer,
             Err(Some(BollardError::DockerResponseServerError {
@@ -150,9 +152,38 @@ impl Engine {
         (*self.version).clone()
     }
 
+    /// The engine's API version, as it reported it when connecting.
+    pub(super) fn api_version(&self) -> &str {
+        &self.version.1
+    }
+
     /// The address this engine was reached at.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// A connection of its own to the engine, for a request bollard cannot make (a terminal's
+    /// exec start: see `attach::start`).
+    pub(super) async fn connect_raw(
+        &self,
+    ) -> std::io::Result<(
+        std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>,
+        std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    )> {
+        if let Some(path) = self.host.strip_prefix("unix://") {
+            let (read, write) = tokio::net::UnixStream::connect(path).await?.into_split();
+            return Ok((Box::pin(read), Box::pin(write)));
+        }
+        let addr = self
+            .host
+            .strip_prefix("tcp://")
+            .unwrap_or(&self.host)
+            .trim_end_matches('/');
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        // Keystrokes go out as they come.
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        Ok((Box::pin(read), Box::pin(write)))
     }
 
     /// An error of the engine's API as the core's error, `what` saying what was being done.
@@ -186,10 +217,14 @@ impl Engine {
         environment_id: &str,
         settings: &DockerSettings,
     ) -> Result<String> {
-        settings.validate()?;
-        let owner = tokio::task::spawn_blocking(Owner::current)
-            .await
-            .map_err(|e| Error::Internal(format!("owner: {e}")))??;
+        // File work (the mounts' host paths, /proc): off the async workers.
+        let checked = settings.clone();
+        let owner = tokio::task::spawn_blocking(move || {
+            checked.validate()?;
+            Owner::current()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("create container: {e}")))??;
         let name = format!(
             "tend-{}-{:06x}",
             name_part(environment_id),

@@ -5,32 +5,24 @@
 //! prints its PID and process group as the first line of output, and execs the program as the
 //! leader of a group of its own. Signals are then `kill` run by a second, short exec.
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
-use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
-use bollard::query_parameters::ResizeExecOptionsBuilder;
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::oneshot;
+use futures_util::StreamExt;
+use tokio::sync::watch;
 
+use super::attach::{self, kind_of, Output};
 use super::engine::Engine;
+use super::group::{self, ExecGroup, ExecTerminal};
 use super::settings::DockerSettings;
 use crate::error::{clip, quote, Error, Result};
-use crate::supervisor::environment::{
-    BoxFuture, Environment, Group, Io, Launched, SignalError, Terminal,
-};
+use crate::supervisor::environment::{BoxFuture, Environment, Io, Launched, Terminal};
 use crate::supervisor::output::StreamKind;
-use crate::supervisor::reaper::Ended;
-use crate::supervisor::spec::{PtySize, Spec, NON_INTERACTIVE_ENV};
+use crate::supervisor::spec::{Spec, NON_INTERACTIVE_ENV};
 
 /// Runs as `sh -c WRAPPER tend-exec ROWS COLS N [NAME=VALUE × N] PROGRAM ARGS…`. ROWS and COLS
 /// are `-` without a terminal; N is `-` when the program gets the exec's environment (the
@@ -75,37 +67,23 @@ case $a in
 esac
 [ "$r" = - ] || stty rows "$r" cols "$c" 2>/dev/null
 if [ "$n" != - ]; then set -- env -i "$@"
-else case $a in -*|*=*) ;; *)
-  command -v env >/dev/null 2>&1 && set -- env -u SHLVL -u PWD "$@" ;; esac
+else case $a in *=*) ;; *)
+  command -v env >/dev/null 2>&1 && set -- env -u SHLVL -u PWD -- "$@" ;; esac
 fi
 read -r _ _ _ _ g _ </proc/self/stat
 if [ "$g" = $$ ]; then echo "$$ $$"; exec "$@"; fi
 if command -v setsid >/dev/null 2>&1; then echo "$$ $$"; exec setsid "$@"; fi
 echo "$$ $g"; exec "$@""#;
 
-/// Runs as `sh -c KILL tend-kill -SIG TARGET`: the shell's kill (no /bin/kill needed), then its
-/// status as the last word of output, which spares an inspect round trip. (busybox's kill takes
-/// no `--`; a negative target after the signal is a group in every shell.)
-const KILL: &str = r#"kill "$@" 2>&1; echo " $?""#;
-
 /// Docker's default detach keys (ctrl-p ctrl-q) would end a TTY exec's input when a program is
 /// sent them; an exec cannot be without detach keys, so they are a sequence nobody types. (The
 /// engine holds back a byte that starts the sequence until the next one arrives.)
 const DETACH_KEYS: &str = "ctrl-@,ctrl-^,ctrl-@,ctrl-_,ctrl-@,ctrl-]";
 
-/// How often the exit future asks the engine while the output is still open.
-const EXIT_POLL: Duration = Duration::from_millis(250);
-/// The first asks after the output ended, when the exit is due at once.
-const EXIT_POLL_FAST: Duration = Duration::from_millis(5);
-/// How long the engine may be unreachable before an exit is given up on.
-const ENGINE_LOST: Duration = Duration::from_secs(60);
 /// How long the wrapper has to print its first line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most bytes read looking for the first line.
 const FIRST_LINE_MAX: usize = 4096;
-/// How long `Group::kill` waits for the group to go.
-const KILL_WAIT: Duration = Duration::from_secs(5);
-
 /// A container that processes run in.
 pub struct DockerEnv {
     engine: Engine,
@@ -147,58 +125,38 @@ impl DockerEnv {
                 Some(s.to_string())
             }
         };
+        if spec.clear_env && program.contains('=') {
+            // env(1) would take it for a variable, and nothing else clears the environment.
+            return Err(Error::invalid(
+                "spec.argv[0]",
+                format!(
+                    "{} holds '=', which a container process with clear_env cannot be named by",
+                    quote(program)
+                ),
+            ));
+        }
         let tty = spec.pty;
         let attach_stdin = spec.stdin || tty.is_some();
-        let env = exec_env(spec);
-        let mut cmd: Vec<String> = ["/bin/sh", "-c", WRAPPER, "tend-exec"]
-            .map(String::from)
-            .into();
-        match tty {
-            Some(s) => cmd.extend([s.rows.to_string(), s.cols.to_string()]),
-            None => cmd.extend(["-".to_string(), "-".to_string()]),
-        }
-        if spec.clear_env {
-            // The engine adds the container's variables to an exec's; only env -i clears them.
-            cmd.push(env.len().to_string());
-            cmd.extend(env.iter().cloned());
-        } else {
-            cmd.push("-".to_string());
-        }
-        cmd.extend(spec.argv.iter().cloned());
-        let config = ExecConfig {
-            attach_stdin: Some(attach_stdin),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(tty.is_some()),
-            detach_keys: tty.map(|_| DETACH_KEYS.to_string()),
-            // Engines from API 1.42 size the terminal at creation; older ones ignore it.
-            console_size: tty.map(|s| vec![usize::from(s.rows), usize::from(s.cols)]),
-            env: (!spec.clear_env).then_some(env),
-            cmd: Some(cmd),
-            user: self.user.clone(),
-            working_dir: cwd.clone(),
-            ..Default::default()
-        };
+        // Made before the exec starts, so that nothing can fail between its start and its
+        // return to the supervisor, which would leave it running untracked.
+        let stdin_pipe = attach_stdin
+            .then(|| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))
+            .transpose()
+            .map_err(|e| Error::io("pipe for stdin", e.into()))?;
+        let config = self.exec_config(spec, cwd.clone());
         let docker = &self.engine.docker;
         let exec = docker
             .create_exec(&self.container, config)
             .await
             .map_err(|e| self.exec_error(program, cwd.as_deref(), e))?
             .id;
-        let options = StartExecOptions {
-            detach: false,
-            tty: tty.is_some(),
-            output_capacity: Some(64 * 1024),
-        };
-        let (mut output, input) = match docker.start_exec(&exec, Some(options)).await {
-            Ok(StartExecResults::Attached { output, input }) => (output, input),
-            Ok(StartExecResults::Detached) => {
-                return Err(Error::Internal("an attached exec started detached".into()))
-            }
-            Err(e) => return Err(self.exec_error(program, cwd.as_deref(), e)),
-        };
+        let (mut output, input) = attach::start(&self.engine, &exec, tty.is_some())
+            .await
+            .map_err(|e| self.exec_error(program, cwd.as_deref(), e))?;
         if let Some(size) = tty {
-            resize(&self.engine, &exec, size).await;
+            if let Err(e) = group::resize(&self.engine, &exec, size).await {
+                tracing::debug!(exec, error = %e, "cannot size an exec's terminal");
+            }
         }
         let first = tokio::time::timeout(START_TIMEOUT, first_line(&mut output, tty.is_some()))
             .await
@@ -220,24 +178,7 @@ impl DockerEnv {
         let (pid, pgid) = match parse_first(&line) {
             Some(Start::Running { pid, pgid }) => (pid, pgid),
             Some(Start::Missing { not_found, path }) => {
-                let message = match (program.contains('/'), not_found) {
-                    (true, true) => {
-                        format!(
-                            "spec.argv[0]: {} does not exist in the container",
-                            quote(program)
-                        )
-                    }
-                    (false, true) => format!(
-                        "spec.argv[0]: {} not found on the container's PATH (looked in {})",
-                        quote(program),
-                        clip(&path)
-                    ),
-                    (_, false) => format!(
-                        "spec.argv[0]: {} is not an executable file in the container",
-                        quote(program)
-                    ),
-                };
-                return Err(Error::Exec { message, not_found });
+                return Err(missing(program, not_found, &path))
             }
             None => {
                 // Not ours: the engine's own complaint (the exec did not start), then the end.
@@ -251,27 +192,29 @@ impl DockerEnv {
                     .await);
             }
         };
-        let stdin = if attach_stdin {
-            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| Error::io("pipe for stdin", e.into()))?;
-            tokio::spawn(forward_stdin(read, input));
-            Some(write)
-        } else {
-            drop(input);
-            None
+        let (over, over_rx) = watch::channel(false);
+        let stdin = match stdin_pipe {
+            Some((read, write)) => {
+                let forward = attach::forward_stdin(read, input, tty.is_some(), over_rx.clone());
+                tokio::spawn(forward);
+                Some(write)
+            }
+            None => {
+                drop(input);
+                None
+            }
         };
-        let (ended_tx, ended_rx) = oneshot::channel();
         let output = Output {
             pending,
             inner: output,
             tty: tty.is_some(),
-            ended: Some(ended_tx),
+            over,
         };
         let last_signal = Arc::new(AtomicI32::new(0));
-        let exit = wait_exit(
+        let exit = group::wait_exit(
             self.engine.clone(),
             exec.clone(),
-            ended_rx,
+            over_rx,
             last_signal.clone(),
         );
         let terminal = tty.map(|_| {
@@ -299,6 +242,41 @@ impl DockerEnv {
             exit: Box::pin(exit),
             group: Arc::new(group),
         })
+    }
+
+    /// The exec of `spec`: the wrapper and the program, attached, with the exec's variables.
+    fn exec_config(&self, spec: &Spec, cwd: Option<String>) -> ExecConfig {
+        let tty = spec.pty;
+        let env = exec_env(spec);
+        let mut cmd: Vec<String> = ["/bin/sh", "-c", WRAPPER, "tend-exec"]
+            .map(String::from)
+            .into();
+        match tty {
+            Some(s) => cmd.extend([s.rows.to_string(), s.cols.to_string()]),
+            None => cmd.extend(["-".to_string(), "-".to_string()]),
+        }
+        if spec.clear_env {
+            // The engine adds the container's variables to an exec's; only env -i clears them.
+            cmd.push(env.len().to_string());
+            cmd.extend(env.iter().cloned());
+        } else {
+            cmd.push("-".to_string());
+        }
+        cmd.extend(spec.argv.iter().cloned());
+        ExecConfig {
+            attach_stdin: Some(spec.stdin || tty.is_some()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(tty.is_some()),
+            detach_keys: tty.map(|_| DETACH_KEYS.to_string()),
+            // Engines from API 1.42 size the terminal at creation; older ones ignore it.
+            console_size: tty.map(|s| vec![usize::from(s.rows), usize::from(s.cols)]),
+            env: (!spec.clear_env).then_some(env),
+            cmd: Some(cmd),
+            user: self.user.clone(),
+            working_dir: cwd,
+            ..Default::default()
+        }
     }
 
     /// An error of the exec calls, in terms of what was asked.
@@ -348,6 +326,26 @@ impl Environment for DockerEnv {
     fn launch<'a>(&'a self, _id: &'a str, spec: &'a Spec) -> BoxFuture<'a, Result<Launched>> {
         Box::pin(self.start(spec))
     }
+}
+
+/// The wrapper found no program to run: the error a shell's 127 or 126 stands for.
+fn missing(program: &str, not_found: bool, path: &str) -> Error {
+    let message = match (program.contains('/'), not_found) {
+        (true, true) => format!(
+            "spec.argv[0]: {} does not exist in the container",
+            quote(program)
+        ),
+        (false, true) => format!(
+            "spec.argv[0]: {} not found on the container's PATH (looked in {})",
+            quote(program),
+            clip(path)
+        ),
+        (_, false) => format!(
+            "spec.argv[0]: {} is not an executable file in the container",
+            quote(program)
+        ),
+    };
+    Error::Exec { message, not_found }
 }
 
 /// What the engine says when it cannot start an exec, as the caller's mistake where it is one.
@@ -406,11 +404,9 @@ fn exec_env(spec: &Spec) -> Vec<String> {
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-fn short(id: &str) -> &str {
+pub(super) fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
-
-type Chunks = Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, BollardError>> + Send>>;
 
 /// The wrapper's first line.
 enum First {
@@ -421,7 +417,7 @@ enum First {
 }
 
 /// Read up to the end of the first line of stdout (or the terminal).
-async fn first_line(output: &mut Chunks, tty: bool) -> First {
+async fn first_line(output: &mut attach::Chunks, tty: bool) -> First {
     let mut pending = VecDeque::new();
     let mut buf = BytesMut::new();
     let mut seen = String::new();
@@ -463,7 +459,7 @@ async fn first_line(output: &mut Chunks, tty: bool) -> First {
 }
 
 /// The rest of an output that is not the program's, as text (bounded, for an error message).
-async fn drain(mut output: Chunks) -> String {
+async fn drain(mut output: attach::Chunks) -> String {
     let mut text = String::new();
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while let Some(Ok(out)) = output.next().await {
@@ -509,354 +505,6 @@ fn parse_first(line: &[u8]) -> Option<Start> {
     })
 }
 
-/// A chunk of the exec's output as the supervisor's kind; `None` for nothing to deliver.
-fn kind_of(out: LogOutput, tty: bool) -> Option<(StreamKind, Bytes)> {
-    let (kind, message) = match out {
-        LogOutput::StdOut { message } => (StreamKind::Stdout, message),
-        LogOutput::StdErr { message } => (StreamKind::Stderr, message),
-        // A terminal's output comes raw (no stream headers).
-        LogOutput::Console { message } if tty => (StreamKind::Pty, message),
-        LogOutput::Console { message } => (StreamKind::Stdout, message),
-        LogOutput::StdIn { .. } => return None,
-    };
-    (!message.is_empty()).then_some((kind, message))
-}
-
-/// The exec's output, adapted chunk by chunk as the supervisor polls it: nothing is read from
-/// the engine ahead of the supervisor, so a full log holds the process back. Its end is told
-/// to the exit future.
-struct Output {
-    pending: VecDeque<(StreamKind, Bytes)>,
-    inner: Chunks,
-    tty: bool,
-    ended: Option<oneshot::Sender<()>>,
-}
-
-impl Stream for Output {
-    type Item = (StreamKind, Bytes);
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if let Some(item) = this.pending.pop_front() {
-            return Poll::Ready(Some(item));
-        }
-        if this.ended.is_none() {
-            return Poll::Ready(None);
-        }
-        loop {
-            match this.inner.as_mut().poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(out))) => {
-                    if let Some(item) = kind_of(out, this.tty) {
-                        return Poll::Ready(Some(item));
-                    }
-                }
-                Poll::Ready(end) => {
-                    if let Some(Err(e)) = end {
-                        tracing::warn!(error = %e, "a container process's output broke off");
-                    }
-                    if let Some(tx) = this.ended.take() {
-                        let _ = tx.send(());
-                    }
-                    return Poll::Ready(None);
-                }
-            }
-        }
-    }
-}
-
-/// Copy the supervisor's stdin pipe to the exec's input; at its end, half-close the
-/// connection, which the engine passes on as end of file (for a terminal, the program sees
-/// it only as the ^D it is sent).
-async fn forward_stdin(read: OwnedFd, mut input: Pin<Box<dyn AsyncWrite + Send>>) {
-    // from_owned_fd sets O_NONBLOCK on the read end's open file description only; the write
-    // end that the supervisor holds is its own.
-    let mut read = match tokio::net::unix::pipe::Receiver::from_owned_fd(read) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read a container process's stdin pipe");
-            return;
-        }
-    };
-    if let Err(e) = tokio::io::copy(&mut read, &mut input).await {
-        tracing::debug!(error = %e, "a container process's stdin ended early");
-    }
-    if let Err(e) = input.shutdown().await {
-        tracing::debug!(error = %e, "cannot close a container process's stdin");
-    }
-}
-
-async fn resize(engine: &Engine, exec: &str, size: PtySize) {
-    let options = ResizeExecOptionsBuilder::default()
-        .h(i32::from(size.rows))
-        .w(i32::from(size.cols))
-        .build();
-    if let Err(e) = engine.docker.resize_exec(exec, options).await {
-        tracing::debug!(exec, error = %e, "cannot resize an exec's terminal");
-    }
-}
-
-/// How the exec ended, once the engine says it no longer runs: asked every `EXIT_POLL` (a
-/// leader may exit while a child holds the output open, which the engine then closes within
-/// 2 s), and at once when the output ends (the engine records the exit code before it closes
-/// the output).
-///
-/// The engine reports a death by signal N as 128+N, as a shell does, so a code cannot tell
-/// one from an exit(128+N). It is `Ended::Signal` only when tend itself sent N to this
-/// process last; otherwise the code as it is.
-async fn wait_exit(
-    engine: Engine,
-    exec: String,
-    mut output_ended: oneshot::Receiver<()>,
-    last_signal: Arc<AtomicI32>,
-) -> Ended {
-    let mut open = true;
-    let mut delay = EXIT_POLL;
-    let mut failing_since: Option<Instant> = None;
-    loop {
-        if open {
-            tokio::select! {
-                r = &mut output_ended => {
-                    open = false;
-                    if r.is_ok() {
-                        delay = EXIT_POLL_FAST;
-                    } else {
-                        // The output was dropped unread: no news of the exit.
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-                _ = tokio::time::sleep(delay) => {}
-            }
-        } else {
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(EXIT_POLL);
-        }
-        match engine.docker.inspect_exec(&exec).await {
-            Ok(info) if info.running == Some(false) => {
-                let Some(code) = info.exit_code else {
-                    tracing::warn!(
-                        exec,
-                        "the engine reports no exit code for an exec that ended"
-                    );
-                    return Ended::Code(255);
-                };
-                let code = i32::try_from(code).unwrap_or(255);
-                let signal = code - 128;
-                if (1..=31).contains(&signal) && last_signal.load(Ordering::SeqCst) == signal {
-                    return Ended::Signal {
-                        signal,
-                        core_dumped: false,
-                    };
-                }
-                return Ended::Code(code);
-            }
-            Ok(_) => failing_since = None,
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {
-                // Its container went (removed with it): killed with the container.
-                tracing::warn!(exec, "the exec is gone with its container");
-                return Ended::Signal {
-                    signal: libc::SIGKILL,
-                    core_dumped: false,
-                };
-            }
-            Err(e) => {
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                tracing::warn!(exec, error = %e, "cannot ask the engine whether a process ended");
-                if since.elapsed() > ENGINE_LOST {
-                    return Ended::Code(255);
-                }
-                delay = EXIT_POLL;
-            }
-        }
-    }
-}
-
-/// Resizes an exec's terminal through the engine.
-struct ExecTerminal {
-    engine: Engine,
-    exec: String,
-    runtime: tokio::runtime::Handle,
-}
-
-impl Terminal for ExecTerminal {
-    fn resize(&mut self, size: PtySize) -> std::result::Result<(), String> {
-        let engine = self.engine.clone();
-        let exec = self.exec.clone();
-        // The call is synchronous; the engine's answer is logged when it fails.
-        self.runtime.spawn(async move {
-            let options = ResizeExecOptionsBuilder::default()
-                .h(i32::from(size.rows))
-                .w(i32::from(size.cols))
-                .build();
-            if let Err(e) = engine.docker.resize_exec(&exec, options).await {
-                tracing::warn!(exec, error = %e, "cannot resize a container process's terminal");
-            }
-        });
-        Ok(())
-    }
-}
-
-/// A process's group in the container, signalled by `kill` in a second exec.
-struct ExecGroup {
-    engine: Engine,
-    container: String,
-    exec: String,
-    pid: u32,
-    /// Whether the process leads a group of its own (see `WRAPPER`); if not, only it is
-    /// signalled.
-    own_group: bool,
-    /// The last signal tend sent, for telling a death by it from an exit with 128+N.
-    last_signal: Arc<AtomicI32>,
-}
-
-impl ExecGroup {
-    fn target(&self, leader_only: bool) -> String {
-        if leader_only || !self.own_group {
-            self.pid.to_string()
-        } else {
-            format!("-{}", self.pid)
-        }
-    }
-
-    /// Run `kill -SIG TARGET` in the container as root (the process may have changed its user;
-    /// the container's root has CAP_KILL): its status and what it said.
-    async fn kill_exec(
-        &self,
-        sig: i32,
-        target: &str,
-    ) -> std::result::Result<(i32, String), String> {
-        let config = ExecConfig {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(
-                [
-                    "/bin/sh",
-                    "-c",
-                    KILL,
-                    "tend-kill",
-                    &format!("-{sig}"),
-                    target,
-                ]
-                .map(String::from)
-                .to_vec(),
-            ),
-            user: Some("0".to_string()),
-            ..Default::default()
-        };
-        let docker = &self.engine.docker;
-        let exec = docker
-            .create_exec(&self.container, config)
-            .await
-            .map_err(|e| e.to_string())?
-            .id;
-        let mut output = match docker.start_exec(&exec, None).await {
-            Ok(StartExecResults::Attached { output, .. }) => output,
-            Ok(StartExecResults::Detached) => return Err("started detached".into()),
-            Err(e) => return Err(e.to_string()),
-        };
-        let mut text = String::new();
-        while let Some(item) = output.next().await {
-            match item {
-                Ok(out) => {
-                    if let Some((_, b)) = kind_of(out, false) {
-                        text.push_str(&String::from_utf8_lossy(&b));
-                    }
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        let text = text.trim_end();
-        let (said, status) = text.rsplit_once(' ').unwrap_or(("", text));
-        match status.parse() {
-            Ok(code) => Ok((code, said.trim().to_string())),
-            Err(_) => Err(format!("kill said {}", quote(text))),
-        }
-    }
-}
-
-impl Group for ExecGroup {
-    fn signal(
-        &self,
-        sig: i32,
-        leader_only: bool,
-    ) -> BoxFuture<'_, std::result::Result<(), SignalError>> {
-        Box::pin(async move {
-            let target = self.target(leader_only);
-            // Recorded first: the exit may be seen before the kill exec returns.
-            let before = if sig != 0 {
-                self.last_signal.swap(sig, Ordering::SeqCst)
-            } else {
-                0
-            };
-            let result = self.kill_exec(sig, &target).await;
-            match result {
-                Ok((0, _)) => Ok(()),
-                Ok((_, said)) if said.contains("No such process") => {
-                    if sig != 0 {
-                        let _ = self.last_signal.compare_exchange(
-                            sig,
-                            before,
-                            Ordering::SeqCst,
-                            Ordering::SeqCst,
-                        );
-                    }
-                    Err(SignalError::Gone)
-                }
-                Ok((code, said)) => Err(SignalError::Failed(format!(
-                    "kill -{sig} {target} in container {} exited {code}: {said}",
-                    short(&self.container)
-                ))),
-                Err(why) => {
-                    if why.contains("is not running") || why.contains("No such container") {
-                        Err(SignalError::Gone)
-                    } else {
-                        Err(SignalError::Failed(format!(
-                            "cannot run kill in container {}: {why}",
-                            short(&self.container)
-                        )))
-                    }
-                }
-            }
-        })
-    }
-
-    fn alive(&self) -> BoxFuture<'_, bool> {
-        Box::pin(async move {
-            if let Ok(info) = self.engine.docker.inspect_exec(&self.exec).await {
-                if info.running == Some(true) {
-                    return true;
-                }
-            }
-            // Zombies count too, briefly: the container's PID 1 reaps them.
-            matches!(self.kill_exec(0, &self.target(false)).await, Ok((0, _)))
-        })
-    }
-
-    fn kill(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            if let Err(SignalError::Failed(why)) = self.signal(libc::SIGKILL, false).await {
-                tracing::warn!(error = %why, "cannot kill a container process's group");
-            }
-            let deadline = Instant::now() + KILL_WAIT;
-            let mut delay = Duration::from_millis(10);
-            while self.alive().await {
-                if Instant::now() >= deadline {
-                    tracing::warn!(
-                        pid = self.pid,
-                        container = short(&self.container),
-                        "a container process's group outlived SIGKILL for {KILL_WAIT:?}"
-                    );
-                    return;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(250));
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -897,7 +545,7 @@ mod tests {
         assert!(env.contains(&"PAGER=less".to_string()), "{env:?}");
         // Nothing of the daemon's own environment.
         assert!(!env.iter().any(|e| e.starts_with("HOME=")), "{env:?}");
-        spec.pty = Some(PtySize { rows: 2, cols: 3 });
+        spec.pty = Some(crate::supervisor::spec::PtySize { rows: 2, cols: 3 });
         let env = exec_env(&spec);
         assert!(env.contains(&"TERM=xterm-256color".to_string()), "{env:?}");
         assert!(!env.iter().any(|e| e.starts_with("NO_COLOR=")), "{env:?}");

@@ -2,8 +2,10 @@
 //! loaded from a tarball or pulled, labelled with its owning daemon; each process in it an
 //! exec behind the supervisor's `Environment`; and the sweep of containers whose daemon died.
 //! Only the engine's API (bollard) is used, never the docker CLI.
+mod attach;
 mod engine;
 mod exec;
+mod group;
 mod image;
 mod settings;
 mod sweep;

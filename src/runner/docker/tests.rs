@@ -502,6 +502,52 @@ async fn a_terminal_has_its_size_and_its_own_stream() {
         String::from_utf8_lossy(&seen)
     );
     assert_eq!(launched.exit.await, Ended::Code(0));
+
+    // Every byte, even a read that starts with 0, 1 or 2 (which bollard's decoder takes for a
+    // stream header); and the end of input does not end the output.
+    let mut s = spec(&[
+        "sh",
+        "-c",
+        r"printf 'a\n'; sleep 1; printf '\001\002\000xyz\n'; sleep 1; printf 'end\n'",
+    ]);
+    s.pty = Some(PtySize {
+        rows: 40,
+        cols: 100,
+    });
+    let launched = c.env.launch("p", &s).await.unwrap();
+    let Io::Stream { output, stdin, .. } = launched.io else {
+        panic!()
+    };
+    drop(stdin.expect("a terminal has input"));
+    let got: Vec<u8> = output
+        .flat_map(|(kind, b)| {
+            assert_eq!(kind, StreamKind::Pty);
+            futures_util::stream::iter(b.to_vec())
+        })
+        .collect()
+        .await;
+    assert_eq!(got, b"a\r\n\x01\x02\x00xyz\r\nend\r\n");
+    assert_eq!(launched.exit.await, Ended::Code(0));
+
+    // Keys typed reach the program, echoed by the terminal.
+    let mut s = spec(&["sh", "-c", "read x; echo got $x"]);
+    s.pty = Some(PtySize {
+        rows: 40,
+        cols: 100,
+    });
+    let launched = c.env.launch("p", &s).await.unwrap();
+    let Io::Stream { output, stdin, .. } = launched.io else {
+        panic!()
+    };
+    let mut stdin = std::fs::File::from(stdin.unwrap());
+    std::io::Write::write_all(&mut stdin, b"hi\n").unwrap();
+    let got: Vec<u8> = output
+        .flat_map(|(_, b)| futures_util::stream::iter(b.to_vec()))
+        .collect()
+        .await;
+    assert_eq!(got, b"hi\r\ngot hi\r\n");
+    assert_eq!(launched.exit.await, Ended::Code(0));
+    drop(stdin);
 }
 
 #[tokio::test]
@@ -669,20 +715,40 @@ async fn one_launch_of_true_end_to_end() {
         return;
     }
     let c = Container::new("timing").await;
-    let mut times = Vec::new();
+    let docker = &c.engine.docker;
+    let median = |mut t: Vec<Duration>| {
+        t.sort();
+        (t[0], t[t.len() / 2], t[t.len() - 1])
+    };
+    let (mut ours, mut bare) = (Vec::new(), Vec::new());
     for _ in 0..10 {
         let started = Instant::now();
         let (_, ended) = run(&c.env, spec(&["/bin/true"])).await;
-        times.push(started.elapsed());
+        ours.push(started.elapsed());
         assert_eq!(ended, Ended::Code(0));
+        // The engine's own cost: a bare exec of /bin/true, its output to the end, its code.
+        let started = Instant::now();
+        let config = bollard::models::ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(vec!["/bin/true".into()]),
+            ..Default::default()
+        };
+        let id = docker.create_exec(&c.id, config).await.unwrap().id;
+        let bollard::exec::StartExecResults::Attached { mut output, .. } =
+            docker.start_exec(&id, None).await.unwrap()
+        else {
+            panic!()
+        };
+        while output.next().await.is_some() {}
+        let code = docker.inspect_exec(&id).await.unwrap().exit_code;
+        bare.push(started.elapsed());
+        assert_eq!(code, Some(0));
     }
-    times.sort();
-    println!(
-        "launch of /bin/true to its exit code: min {:?}, median {:?}, max {:?}",
-        times[0],
-        times[times.len() / 2],
-        times[times.len() - 1]
-    );
+    let (a, b, c) = median(ours);
+    let (x, y, z) = median(bare);
+    println!("launch of /bin/true to its exit code: min {a:?}, median {b:?}, max {c:?}");
+    println!("a bare exec of /bin/true:             min {x:?}, median {y:?}, max {z:?}");
 }
 
 #[tokio::test]
@@ -816,4 +882,78 @@ async fn the_sweep_removes_only_containers_of_dead_owners() {
     for id in [live_one, unlabelled, garbled] {
         engine.remove_container(&id).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn an_images_entrypoint_does_not_wrap_the_container() {
+    if !have_engine() {
+        return;
+    }
+    let engine = Engine::connect().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = rootfs_tarball(dir.path());
+    let image = format!("tend-test/entrypoint:t{}", std::process::id());
+    let body = tokio_util::io::ReaderStream::new(tokio::fs::File::open(&tarball).await.unwrap());
+    let options = bollard::query_parameters::CreateImageOptions {
+        from_src: Some("-".into()),
+        repo: Some("tend-test/entrypoint".into()),
+        tag: Some(format!("t{}", std::process::id())),
+        changes: vec![r#"ENTRYPOINT ["/bin/false"]"#.into()],
+        ..Default::default()
+    };
+    let mut events =
+        engine
+            .docker
+            .create_image(Some(options), Some(bollard::body_try_stream(body)), None);
+    while let Some(e) = events.next().await {
+        e.unwrap();
+    }
+    let settings = DockerSettings {
+        image: image.clone(),
+        ..DockerSettings::default()
+    };
+    let c = Container::with("entrypoint", settings).await;
+    assert!(c.engine.container_running(&c.id).await);
+    let (ran, ended) = run(&c.env, spec(&["echo", "ran"])).await;
+    assert_eq!(
+        (ended, ran.stdout.as_slice()),
+        (Ended::Code(0), &b"ran\n"[..])
+    );
+    drop(c);
+    let _ = engine
+        .docker
+        .remove_image(
+            &image,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn an_unread_output_holds_the_process_back() {
+    if !have_engine() {
+        return;
+    }
+    let c = Container::new("backpressure").await;
+    let launched = c
+        .env
+        .launch("p", &spec(&["head", "-c", "50000000", "/dev/zero"]))
+        .await
+        .unwrap();
+    // Unread for a while: the engine does not buffer 50 MB for us, so head cannot finish.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        launched.group.alive().await,
+        "head finished with nobody reading"
+    );
+    let Io::Stream { output, .. } = launched.io else {
+        panic!()
+    };
+    let n: usize = output
+        .map(|(_, b)| b.len())
+        .fold(0, |a, b| async move { a + b })
+        .await;
+    assert_eq!(n, 50_000_000);
+    assert_eq!(launched.exit.await, Ended::Code(0));
 }
