@@ -168,7 +168,7 @@ async fn semantics(c: &mut ProcessClient, env: &str) {
     assert!(pty.contains("50 120"), "{pty:?}");
 
     // SIGTERM to the group reaches the background children too: nothing is left.
-    let id = start(c, in_env(sh("sleep 1000 & sleep 1000 & wait"), env)).await;
+    let id = start(c, in_env(sh("sleep 7331 & sleep 7331 & wait"), env)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     c.signal(pb::SignalRequest {
         id: id.clone(),
@@ -186,7 +186,7 @@ async fn semantics(c: &mut ProcessClient, env: &str) {
     let left = run(
         c,
         in_env(
-            sh("for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' '; echo; done | grep -c '^sleep 1000' || true"),
+            sh("for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' '; echo; done | grep -c '^sleep 7331' || true"),
             env,
         ),
     )

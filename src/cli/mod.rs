@@ -183,8 +183,11 @@ pub enum AgentCommand {
         #[arg(long)]
         crew: bool,
         /// Environment variable KEY=VALUE for the agent (repeatable).
-        #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = key_value)]
+        #[arg(short = 'e', long = "var", value_name = "KEY=VALUE", value_parser = key_value)]
         env: Vec<(String, String)>,
+        /// Run in this environment (an id or name from `tend env ls`; default: native).
+        #[arg(long = "env", value_name = "ENV", value_parser = environment_id)]
+        environment: Option<String>,
         /// Working directory of the agent.
         #[arg(long, value_name = "DIR")]
         cwd: Option<String>,
@@ -418,6 +421,7 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
                     name,
                     crew,
                     env,
+                    environment,
                     cwd,
                     prompt_file,
                     argv,
@@ -435,7 +439,7 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
                             crate::pb::AgentKind::Task
                         } as i32,
                         restart: None,
-                        environment_id: String::new(),
+                        environment_id: environment.unwrap_or_default(),
                     };
                     agent::spawn(c, spec).await
                 }

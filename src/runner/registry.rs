@@ -126,7 +126,10 @@ impl Resolve for Finder {
             .0
             .upgrade()
             .ok_or_else(|| Error::Unavailable("the daemon is shutting down".into()))?;
-        let env = Runner { inner }.find(id)?;
+        let env = Runner { inner }.find(id).map_err(|e| match e {
+            Error::NotFound(m) => Error::NotFound(format!("spec.environment_id: {m}")),
+            e => e,
+        })?;
         let live = env.live();
         match (&live.ready, live.state.unwrap_or(State::Created)) {
             (Some(ready), State::Ready) => Ok((env.id.clone(), ready.clone())),
