@@ -7,6 +7,7 @@ with a bounded timeout; the daemon is stopped with SIGTERM (SIGKILL after a grac
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -40,6 +41,67 @@ def require_bin() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+def require(component: str, why_missing: Optional[str]) -> None:
+    """Go on when why_missing is None. Otherwise the test cannot run: under CI=true it fails
+    (scripts/test installs and starts the engines there), elsewhere it skips saying why."""
+    if why_missing is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(
+            f"{component} is required under CI=true; scripts/test installs and starts it "
+            f"({component} missing: {why_missing})"
+        )
+    pytest.skip(f"{component} missing: {why_missing}")
+
+
+# The image scripts/docker-up imports into its private engine (busybox: sh, echo, sleep, ...).
+BUSYBOX_IMAGE = "tend-test/busybox:latest"
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("docker", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+def docker_api(method: str, path: str, timeout: float = 10.0) -> Tuple[int, bytes]:
+    """(status, body) of one request to the Docker engine at $DOCKER_HOST (unix:// or
+    tcp://), as a user of the engine sees it."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if host.startswith("unix://"):
+        conn: http.client.HTTPConnection = _UnixHTTPConnection(host[len("unix://") :], timeout)
+    elif host.startswith("tcp://"):
+        conn = http.client.HTTPConnection(host[len("tcp://") :].rstrip("/"), timeout=timeout)
+    else:
+        raise ValueError(f"DOCKER_HOST={host!r}: only unix:// and tcp:// are supported")
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def docker_missing() -> Optional[str]:
+    """Why no Docker engine can be used, or None when $DOCKER_HOST answers GET /_ping. There
+    is no fallback to the system's /var/run/docker.sock, as in the Rust tests."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if not host:
+        return 'DOCKER_HOST is not set (scripts/test sets it; by hand: export "$(scripts/docker-up)")'
+    try:
+        status, _ = docker_api("GET", "/_ping", timeout=5.0)
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        return f"DOCKER_HOST={host}: {e}"
+    if status != 200:
+        return f"DOCKER_HOST={host}: GET /_ping answered {status}"
+    return None
 
 
 def free_port() -> int:

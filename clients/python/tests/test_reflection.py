@@ -15,6 +15,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (  # no
 
 TIMEOUT = 10.0
 METHODS = "Start Run Connect Attach SendInput CloseInput Resize Signal Wait Get List Output Remove".split()
+RUNNER_METHODS = (
+    "CreateEnvironment InitEnvironment StopEnvironment ShutdownEnvironment ListEnvironments GetEnvironment "
+    "Capabilities Reap FindFreePort"
+).split()
 
 
 def reflect(channel, version: str, request):
@@ -32,7 +36,7 @@ def reflect(channel, version: str, request):
 def test_reflection(client, version):
     resp = reflect(client.channel, version, reflection.ServerReflectionRequest(list_services=""))
     names = {s.name for s in resp.list_services_response.service}
-    assert {"tend.v1.ProcessService", "grpc.health.v1.Health"} <= names, names
+    assert {"tend.v1.ProcessService", "tend.v1.AgentService", "tend.v1.RunnerService", "grpc.health.v1.Health"} <= names, names
 
     resp = reflect(
         client.channel, version, reflection.ServerReflectionRequest(file_containing_symbol="tend.v1.ProcessService")
@@ -50,13 +54,17 @@ def test_reflection_descriptor_database(client):
     attach = svc.methods_by_name["Attach"]
     assert attach.client_streaming and attach.server_streaming
     assert pool.FindMessageTypeByName("tend.v1.ProcessSpec").fields_by_name["argv"].number == 1
+    runner = pool.FindServiceByName("tend.v1.RunnerService")
+    assert [m.name for m in runner.methods] == RUNNER_METHODS
+    assert runner.methods_by_name["InitEnvironment"].server_streaming
 
 
 def test_health(client):
     serving = health_pb2.HealthCheckResponse.SERVING
     assert client.health.Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT).status == serving
-    req = health_pb2.HealthCheckRequest(service="tend.v1.ProcessService")
-    assert client.health.Check(req, timeout=TIMEOUT).status == serving
+    for service in ("tend.v1.ProcessService", "tend.v1.AgentService", "tend.v1.RunnerService"):
+        req = health_pb2.HealthCheckRequest(service=service)
+        assert client.health.Check(req, timeout=TIMEOUT).status == serving, service
     with pytest.raises(grpc.RpcError) as err:
         client.health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=TIMEOUT)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND

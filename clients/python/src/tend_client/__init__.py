@@ -8,8 +8,10 @@
 ``connect`` / ``connect_async`` understand ``unix:///path``, ``tcp://host:port``,
 ``$TEND_ADDR``, ``$TEND_TOKEN`` and the default socket location. The messages and stubs
 are generated from ``proto/tend/v1`` (``tend_client.process_pb2``,
-``tend_client.process_pb2_grpc``, ``tend_client.agent_pb2``, ``tend_client.agent_pb2_grpc``).
-``client.process`` is the ProcessService stub, ``client.agent`` the AgentService one.
+``tend_client.process_pb2_grpc``, ``tend_client.agent_pb2``, ``tend_client.agent_pb2_grpc``,
+``tend_client.runner_pb2``, ``tend_client.runner_pb2_grpc``). ``client.process`` is the
+ProcessService stub, ``client.agent`` the AgentService one, ``client.runner`` the
+RunnerService one (environments: native, Docker, Nix).
 """
 
 from tend_client._address import (
@@ -24,7 +26,14 @@ from tend_client._address import (
     resolve_token,
 )
 from tend_client._client import AsyncClient, Client, connect, connect_async
-from tend_client._gen.tend.v1 import agent_pb2, agent_pb2_grpc, process_pb2, process_pb2_grpc
+from tend_client._gen.tend.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    process_pb2,
+    process_pb2_grpc,
+    runner_pb2,
+    runner_pb2_grpc,
+)
 
 __version__ = "0.1.0"
 
@@ -46,4 +55,6 @@ __all__ = [
     "process_pb2",
     "process_pb2_grpc",
     "resolve_token",
+    "runner_pb2",
+    "runner_pb2_grpc",
 ]

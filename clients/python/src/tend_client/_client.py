@@ -12,7 +12,7 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tend_client._address import Address, parse_address, resolve_token
-from tend_client._gen.tend.v1 import agent_pb2_grpc, process_pb2_grpc
+from tend_client._gen.tend.v1 import agent_pb2_grpc, process_pb2_grpc, runner_pb2_grpc
 
 ChannelOptions = Sequence[Tuple[str, Any]]
 
@@ -124,7 +124,9 @@ class Client:
     """A synchronous connection to the daemon.
 
     ``process`` is the ``tend.v1.ProcessService`` stub, ``agent`` the
-    ``tend.v1.AgentService`` stub and ``health`` the ``grpc.health.v1.Health`` stub;
+    ``tend.v1.AgentService`` stub, ``runner`` the ``tend.v1.RunnerService`` stub (the
+    environments processes and agents run in: native, Docker, Nix) and ``health`` the
+    ``grpc.health.v1.Health`` stub;
     ``channel`` is the underlying ``grpc.Channel``. Use it as a context manager, or call
     :meth:`close`.
     """
@@ -134,6 +136,7 @@ class Client:
         self.address = address
         self.process = process_pb2_grpc.ProcessServiceStub(channel)
         self.agent = agent_pb2_grpc.AgentServiceStub(channel)
+        self.runner = runner_pb2_grpc.RunnerServiceStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
 
     def wait_ready(self, timeout: float = 10.0, interval: float = 0.05) -> None:
@@ -181,6 +184,7 @@ class AsyncClient:
         self.address = address
         self.process = process_pb2_grpc.ProcessServiceStub(channel)
         self.agent = agent_pb2_grpc.AgentServiceStub(channel)
+        self.runner = runner_pb2_grpc.RunnerServiceStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
 
     async def wait_ready(self, timeout: float = 10.0, interval: float = 0.05) -> None:
