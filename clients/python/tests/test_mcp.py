@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 import tend_client
-from conftest import clean_env
+from conftest import BUSYBOX_IMAGE, clean_env, docker_missing, require
 
 try:
     from mcp import ClientSession, StdioServerParameters
@@ -177,6 +177,97 @@ def test_mcp_agent_tools(make_daemon):
     async def main():
         with anyio.fail_after(SESSION_TIMEOUT):
             await agent_scenario(daemon.addr)
+
+    anyio.run(main)
+
+
+async def environments_scenario(addr: str, docker: bool) -> None:
+    from tend_client import runner_pb2 as rpb
+
+    with tend_client.connect(addr, token="") as c:
+        here = c.runner.CreateEnvironment(
+            rpb.CreateEnvironmentRequest(name="here", kind=rpb.ENVIRONMENT_KIND_NATIVE), timeout=30
+        ).environment
+        box = None
+        if docker:
+            box = c.runner.CreateEnvironment(
+                rpb.CreateEnvironmentRequest(
+                    name="box", kind=rpb.ENVIRONMENT_KIND_DOCKER, docker=rpb.DockerSettings(image=BUSYBOX_IMAGE)
+                ),
+                timeout=30,
+            ).environment
+            events = list(c.runner.InitEnvironment(rpb.InitEnvironmentRequest(environment_id="box"), timeout=120))
+            box = events[-1].environment
+            assert box.state == rpb.ENVIRONMENT_STATE_READY, events
+        later = c.runner.CreateEnvironment(
+            rpb.CreateEnvironmentRequest(name="later", kind=rpb.ENVIRONMENT_KIND_NATIVE), timeout=30
+        ).environment
+
+    async with stdio_client(server_params(addr)) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            tools = {t.name: t for t in (await session.list_tools()).tools}
+            assert "list_environments" in tools, list(tools)
+            for tool in ("run_command", "start_background"):
+                assert "environment" in tool_schema(tools[tool])["properties"], tool
+
+            async def call(tool: str, **args) -> Any:
+                return await session.call_tool(tool, args)
+
+            r = result_of(await call("list_environments"))
+            envs = r["environments"]
+            assert envs[0]["id"] == "native" and envs[0]["kind"] == "native" and envs[0]["state"] == "ready", envs
+            by_name = {e.get("name", e["id"]): e for e in envs}
+            assert by_name["here"]["id"] == here.id and by_name["here"]["kind"] == "native", envs
+            assert by_name["later"]["id"] == later.id, envs
+
+            # A command in a named environment, by name and by id; the result says where it ran.
+            r = result_of(await call("run_command", command="echo in here; exit 2", environment="here", timeout_seconds=20))
+            assert r["exit_code"] == 2 and r["stdout"] == "in here\n" and r["environment"] == here.id, r
+            r = result_of(await call("run_command", command="echo on host", timeout_seconds=20))
+            assert r["stdout"] == "on host\n" and "environment" not in r, r
+            r = result_of(await call("start_background", command="sleep 30", environment=here.id, name="bg"))
+            assert r["state"] == "running" and r["environment"] == here.id, r
+            r = result_of(await call("list_processes", state="running"))
+            assert [p.get("environment") for p in r["processes"] if p.get("name") == "bg"] == [here.id], r
+            result_of(await call("send_signal", id="bg", signal="SIGKILL"))
+
+            # An unknown environment: a tool error naming it.
+            msg = error_text(await call("run_command", command="true", environment="nowhere"))
+            assert "NOT_FOUND" in msg and "nowhere" in msg, msg
+            msg = error_text(await call("start_background", command="true", environment="nowhere"))
+            assert "NOT_FOUND" in msg and "nowhere" in msg, msg
+
+            if box is not None:
+                assert by_name["box"]["kind"] == "docker" and by_name["box"]["image"] == BUSYBOX_IMAGE, envs
+                assert by_name["box"]["state"] == "ready", envs
+                r = result_of(await call("run_command", command="hostname; echo oops >&2; exit 3", environment="box", timeout_seconds=30))
+                assert r["exit_code"] == 3 and r["environment"] == box.id, r
+                assert r["stdout"] == box.container_id[:12] + "\n" and r["stderr"] == "oops\n", r
+                r = result_of(await call("list_environments"))
+                assert {e["id"]: e for e in r["environments"]}[box.id]["running_processes"] == 0, r
+
+    if box is not None:
+        with tend_client.connect(addr, token="") as c:
+            c.runner.ShutdownEnvironment(rpb.ShutdownEnvironmentRequest(environment_id=box.id, grace_ms=0), timeout=30)
+
+
+@needs_mcp
+def test_mcp_environments(daemon):
+    async def main():
+        with anyio.fail_after(SESSION_TIMEOUT):
+            await environments_scenario(daemon.addr, docker=False)
+
+    anyio.run(main)
+
+
+@needs_mcp
+def test_mcp_run_command_in_docker(daemon):
+    require("docker", docker_missing())
+
+    async def main():
+        with anyio.fail_after(SESSION_TIMEOUT):
+            await environments_scenario(daemon.addr, docker=True)
 
     anyio.run(main)
 

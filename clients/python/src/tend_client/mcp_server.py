@@ -6,13 +6,15 @@ asyncio client, and reports the tend_client version as its own. Tools:
 
 - ``run_command``: run a shell command in the foreground, with a timeout; returns the exit
   code, wall time and a head+tail view of the output. On timeout the command keeps running
-  in the background and its id is returned.
-- ``start_background``: start a command and return its id at once.
+  in the background and its id is returned. ``environment`` runs it in an environment of
+  the daemon's RunnerService (a Docker container, a Nix shell) instead of on the host.
+- ``start_background``: start a command and return its id at once (``environment`` too).
 - ``read_output``: the head+tail view of a process's output (optionally waiting for it).
 - ``send_input``: write text to a process's stdin (or terminal), optionally closing it.
 - ``send_signal``: signal a process's group (SIGTERM by default).
 - ``list_processes``: the daemon's most recent processes, running and exited, with a count
   of the older ones left out.
+- ``list_environments``: the environments commands can run in ("native", the host, first).
 - ``list_agents``: the daemon's agents (named interactive programs in terminals).
 - ``nudge_agent``: type a message into an agent's terminal and press Enter, at once or once
   it is idle.
@@ -54,6 +56,7 @@ from pydantic import Field  # a dependency of mcp
 from tend_client import AsyncClient, __version__, connect_async
 from tend_client import agent_pb2 as apb
 from tend_client import process_pb2 as pb
+from tend_client import runner_pb2 as rpb
 
 # A foreground command longer than this is better started in the background.
 MAX_TIMEOUT_SECONDS = 24 * 3600.0
@@ -113,7 +116,10 @@ finish (builds, tests, git): it waits up to timeout_seconds and returns the exit
 the head and tail of the output. Use start_background for servers and watchers, then
 read_output to see what they printed, send_input to type into them, and send_signal to stop
 them. Processes are identified by the id these tools return. Output views keep the first
-and last bytes of each stream, cut at line boundaries; notes say what was left out. Agents
+and last bytes of each stream, cut at line boundaries; notes say what was left out.
+run_command and start_background take an environment (see list_environments: a Docker
+container or a Nix shell the daemon prepared) to run the command there instead of on this
+machine. Agents
 are named interactive programs (coding agents, REPLs, shells) in their own terminals:
 list_agents shows them, nudge_agent types a message into one, agent_output reads what its
 terminal showed last."""
@@ -385,6 +391,8 @@ def _summary(p: pb.ProcessInfo) -> Dict[str, Any]:
         out["name"] = p.name
     if p.cwd:
         out["cwd"] = p.cwd
+    if p.environment_id and p.environment_id != "native":
+        out["environment"] = p.environment_id
     if p.HasField("pty"):
         out["terminal"] = f"{p.pty.rows}x{p.pty.cols}"
     if p.state == pb.PROCESS_STATE_EXITED:
@@ -392,10 +400,10 @@ def _summary(p: pb.ProcessInfo) -> Dict[str, Any]:
     return out
 
 
-def _spec(command: str, cwd: str, env: Optional[Dict[str, str]]) -> pb.ProcessSpec:
+def _spec(command: str, cwd: str, env: Optional[Dict[str, str]], environment: str = "") -> pb.ProcessSpec:
     if not command.strip():
         raise ToolError("command is empty")
-    return pb.ProcessSpec(argv=["sh", "-c", command], cwd=cwd, env=env or {})
+    return pb.ProcessSpec(argv=["sh", "-c", command], cwd=cwd, env=env or {}, environment_id=environment)
 
 
 # Parameters shared by several tools.
@@ -405,6 +413,15 @@ Cwd = Annotated[str, Field(description="Working directory; empty: the daemon's."
 Env = Annotated[
     Optional[Dict[str, str]],
     Field(description="Environment variables to add or override, name to value."),
+]
+Environment = Annotated[
+    str,
+    Field(
+        description=(
+            "Where to run it: an environment's id or name from list_environments (a Docker "
+            'container, a Nix shell); empty or "native": this machine.'
+        )
+    ),
 ]
 
 
@@ -417,20 +434,22 @@ async def run_command(
     ] = 60.0,
     cwd: Cwd = "",
     env: Env = None,
+    environment: Environment = "",
 ) -> Dict[str, Any]:
     """Run a shell command (sh -c) and wait for it, at most timeout_seconds.
 
     Returns its id, exit_code (or signal), wall_time_ms and the head and tail of stdout and
     stderr, with truncation notes when output was left out. If it is still running after
     timeout_seconds it is NOT killed: the result has status "running" and its id, for
-    read_output, send_input and send_signal.
+    read_output, send_input and send_signal. environment (an id or name from
+    list_environments) runs it in that environment instead of on this machine.
     """
     if not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS:
         raise ToolError(f"timeout_seconds must be in (0, {MAX_TIMEOUT_SECONDS:g}]")
     client = _get_client()
     resp = await _call(
         client.process.Start,
-        pb.StartRequest(spec=_spec(command, cwd, env), wait_timeout_ms=max(1, int(timeout_seconds * 1000))),
+        pb.StartRequest(spec=_spec(command, cwd, env, environment), wait_timeout_ms=max(1, int(timeout_seconds * 1000))),
         timeout=timeout_seconds + _RPC_SLACK_SECONDS,
     )
     p = resp.process
@@ -444,6 +463,8 @@ async def run_command(
             ),
         }
     result: Dict[str, Any] = {"id": p.id, "status": "exited"}
+    if p.environment_id and p.environment_id != "native":
+        result["environment"] = p.environment_id
     result.update(_exit_fields(p.exit))
     result.update(await _views(client, p, list(resp.output)))
     return result
@@ -463,14 +484,17 @@ async def start_background(
     ] = False,
     rows: Annotated[int, Field(description="Terminal rows, with terminal=true.", ge=1, le=10000)] = 24,
     cols: Annotated[int, Field(description="Terminal columns, with terminal=true.", ge=1, le=10000)] = 80,
+    environment: Environment = "",
 ) -> Dict[str, Any]:
     """Start a shell command (sh -c) in the background and return its id at once.
 
     stdin=true keeps its standard input open for send_input (otherwise it reads nothing).
     terminal=true runs it in a pseudo-terminal of rows x cols (for programs that want a
     TTY; input is always open then). name is an optional unique name usable as its id.
+    environment (an id or name from list_environments) runs it there instead of on this
+    machine.
     """
-    spec = _spec(command, cwd, env)
+    spec = _spec(command, cwd, env, environment)
     spec.name = name
     spec.stdin = stdin
     if terminal:
@@ -585,6 +609,58 @@ async def list_processes(
         result["not_shown"] = rest
         result["note"] = f"… and {rest} older process{'es' if rest != 1 else ''} not shown"
     return result
+
+
+_ENV_KIND = {
+    rpb.ENVIRONMENT_KIND_NATIVE: "native",
+    rpb.ENVIRONMENT_KIND_DOCKER: "docker",
+    rpb.ENVIRONMENT_KIND_NIX: "nix",
+    rpb.ENVIRONMENT_KIND_AUTO: "auto",
+}
+_ENV_STATE = {
+    rpb.ENVIRONMENT_STATE_CREATED: "created",
+    rpb.ENVIRONMENT_STATE_INITIALIZING: "initializing",
+    rpb.ENVIRONMENT_STATE_READY: "ready",
+    rpb.ENVIRONMENT_STATE_STOPPED: "stopped",
+    rpb.ENVIRONMENT_STATE_FAILED: "failed",
+}
+
+
+def _environment_summary(e: rpb.Environment) -> Dict[str, Any]:
+    out: Dict[str, Any] = {
+        "id": e.id,
+        "kind": _ENV_KIND.get(e.resolved_kind, "unknown"),
+        "state": _ENV_STATE.get(e.state, "unknown"),
+        "running_processes": e.running_processes,
+    }
+    if e.name and e.name != e.id:
+        out["name"] = e.name
+    if e.id == "native":
+        out["description"] = "this machine"
+    if e.kind == rpb.ENVIRONMENT_KIND_AUTO and e.kind_reason:
+        out["kind_reason"] = e.kind_reason
+    if e.HasField("docker") and e.docker.image:
+        out["image"] = e.docker.image
+        if e.docker.workdir:
+            out["workdir"] = e.docker.workdir
+    if e.HasField("nix") and e.nix.flake_dir:
+        out["flake_dir"] = e.nix.flake_dir
+        if e.nix.dev_shell:
+            out["dev_shell"] = e.nix.dev_shell
+    if e.error:
+        out["error"] = e.error
+    return out
+
+
+@server.tool()
+async def list_environments() -> Dict[str, Any]:
+    """List the environments commands can run in: "native" (this machine) first, then the
+    daemon's Docker containers and Nix shells, oldest first. Each has an id (and maybe a
+    name), its kind, its state (only "ready" ones run commands), the image or flake, and how
+    many processes run in it. Pass an id or name as run_command's or start_background's
+    environment."""
+    resp = await _call(_get_client().runner.ListEnvironments, rpb.ListEnvironmentsRequest())
+    return {"environments": [_environment_summary(e) for e in resp.environments]}
 
 
 _AGENT_STATUS = {
