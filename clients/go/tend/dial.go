@@ -7,7 +7,8 @@
 //	if err != nil { ... }
 //	defer conn.Close()
 //	procs := tendv1.NewProcessServiceClient(conn)
-//	agents := tendv1.NewAgentServiceClient(conn) // the same connection serves both
+//	agents := tendv1.NewAgentServiceClient(conn)   // the same connection serves all three
+//	runner := tendv1.NewRunnerServiceClient(conn)  // environments: native, Docker, Nix
 package tend
 
 import (
