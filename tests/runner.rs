@@ -638,3 +638,48 @@ async fn nix_processes_run_in_the_shell_and_behave_as_on_the_host() {
     );
     assert!(err.message().contains("error"), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_stopping_daemon_removes_its_containers_and_a_stopped_environment_starts_again() {
+    if !require("docker", docker_missing()) {
+        return;
+    }
+    let mut d = Daemon::start().await;
+    let mut r = runner(&d).await;
+    let (env, _) = ready(&mut r, docker_env()).await;
+    let first = r
+        .get_environment(pb::GetEnvironmentRequest {
+            environment_id: env.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .environment
+        .unwrap()
+        .container_id;
+    r.stop_environment(pb::StopEnvironmentRequest {
+        environment_id: env.clone(),
+        grace_ms: Some(0),
+    })
+    .await
+    .unwrap();
+    // Init again: a fresh container, and processes run in it.
+    let events = init(&mut r, &env).await.expect("init after stop");
+    let second = events
+        .last()
+        .and_then(|e| e.environment.clone())
+        .unwrap()
+        .container_id;
+    assert_ne!(first, second);
+    assert!(!container_exists(&first));
+    let mut c = d.c().await;
+    let id = start(&mut c, in_env(sh("trap '' TERM; sleep 1000"), &env)).await;
+    assert!(!id.is_empty());
+    // A TERM-ignoring process holds the daemon in its grace period; then all of it goes.
+    let status = d.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        !container_exists(&second),
+        "the daemon's container outlived it"
+    );
+}

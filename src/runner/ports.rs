@@ -165,25 +165,15 @@ fn parse_address(address: &str) -> Result<IpAddr> {
     })
 }
 
-/// `None` for any port (both 0), else the range, checked.
+/// `None` for any port (both 0), else the range, checked: a 0 bound alone is the widest
+/// unprivileged one (1024 below, 65535 above), as the proto documents.
 fn parse_range(min: u32, max: u32) -> Result<Option<(u16, u16)>> {
-    const ANY: &str = "both min_port and max_port 0 mean any port";
-    match (min, max) {
+    let (min, max) = match (min, max) {
         (0, 0) => return Ok(None),
-        (0, _) => {
-            return Err(Error::invalid(
-                "min_port",
-                format!("must be 1 to 65535 when max_port is set ({ANY})"),
-            ))
-        }
-        (_, 0) => {
-            return Err(Error::invalid(
-                "max_port",
-                format!("must be set when min_port is ({ANY})"),
-            ))
-        }
-        _ => {}
-    }
+        (0, max) => (1024.min(max), max),
+        (min, 0) => (min, 65535),
+        range => range,
+    };
     let port = |field: &str, n: u32| {
         u16::try_from(n)
             .map_err(|_| Error::invalid(field, format!("{n} is not a port: ports are 1 to 65535")))
@@ -293,8 +283,6 @@ mod tests {
             ("localhost", 0, 0, "address"),
             ("127.0.0.1:80", 0, 0, "address"),
             ("300.1.1.1", 0, 0, "address"),
-            ("", 0, 9000, "min_port"),
-            ("", 9000, 0, "max_port"),
             ("", 70000, 70001, "min_port"),
             ("", 9000, 65536, "max_port"),
             ("", 9001, 9000, "max_port"),
@@ -307,6 +295,9 @@ mod tests {
                 other => panic!("{address} {min} {max}: {other:?}"),
             }
         }
+        // One bound alone: the other is the widest unprivileged one.
+        assert!(ports.find("", 0, 40000).unwrap().1 >= 1024);
+        assert!(ports.find("", 40000, 0).unwrap().1 >= 40000);
         for ok in ["[::1]", "::1", "0.0.0.0"] {
             match ports.find(ok, 0, 0) {
                 Ok(_) => {}

@@ -4,7 +4,8 @@
 /// One step of progress.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
-    /// A short word for the phase: "connect", "pull", "import", "create", "evaluate", "ready".
+    /// A short word for the phase: "connect", "image", "pull", "import", "remove", "create",
+    /// "evaluate", "cached", "ready".
     pub phase: String,
     /// Work done and in all, in `unit`, when known (0 otherwise).
     pub done: u64,

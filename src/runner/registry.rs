@@ -108,6 +108,8 @@ struct Inner {
     sup: Supervisor,
     nix_cache: PathBuf,
     table: Mutex<Table>,
+    /// When the daemon started: the built-in native environment's creation.
+    started: SystemTime,
 }
 
 #[derive(Default)]
@@ -160,6 +162,7 @@ impl Runner {
             sup: sup.clone(),
             nix_cache: state_dir.join("nix"),
             table: Mutex::new(Table::default()),
+            started: SystemTime::now(),
         });
         sup.set_resolver(Arc::new(Finder(Arc::downgrade(&inner))));
         Runner { inner }
@@ -188,6 +191,15 @@ impl Runner {
             }
         }
         let (resolved, reason) = self.decide(&def).await?;
+        match resolved {
+            Kind::Docker if def.kind == Kind::Docker => {
+                Engine::connect().await?;
+            }
+            Kind::Nix if def.kind == Kind::Nix => {
+                nix::installed().map_err(Error::FailedPrecondition)?;
+            }
+            _ => {}
+        }
         if resolved == Kind::Nix {
             let n = def.nix.as_ref().expect("decided nix with settings");
             nix::check_flake(&n.flake_dir, &n.dev_shell)?;
@@ -307,13 +319,15 @@ impl Runner {
     /// Make an environment ready: the image, the container, the shell. Progress goes to `sink`.
     /// A ready one says so at once; a stopped one starts again.
     pub async fn init(&self, id: &str, sink: Sink<'_>) -> Result<Info> {
+        if id == "native" {
+            return Ok(self.native_info());
+        }
         let env = self.find(id)?;
         {
             let mut live = env.live();
             match live.state.unwrap_or(State::Created) {
                 State::Ready => {
                     drop(live);
-                    sink(Progress::line("ready", format!("{} is ready", env.id)));
                     return Ok(self.info(&env));
                 }
                 State::Initializing => {
@@ -339,7 +353,6 @@ impl Runner {
                     live.container = container;
                 }
                 drop(live);
-                sink(Progress::line("ready", format!("{} is ready", env.id)));
                 Ok(self.info(&env))
             }
             Err(e) => {
@@ -496,7 +509,7 @@ impl Runner {
     fn native_info(&self) -> Info {
         Info {
             id: "native".into(),
-            name: None,
+            name: Some("native".into()),
             kind: Kind::Native,
             resolved: Kind::Native,
             reason: "this host, always there".into(),
@@ -506,7 +519,7 @@ impl Runner {
             nix: None,
             container: None,
             running: self.running_in("native"),
-            created_at: SystemTime::UNIX_EPOCH,
+            created_at: self.inner.started,
         }
     }
 
@@ -538,13 +551,15 @@ impl Runner {
         } else {
             self.inner.sup.sweep().await.removed
         };
+        // Without an engine there are no containers to sweep: the host's records still are.
         let containers = match Engine::connect().await {
             Ok(engine) => engine.sweep(dry_run).await?,
-            Err(e) if no_engine() => {
-                tracing::debug!(error = %e, "no Docker engine: no containers to sweep");
+            Err(e) => {
+                if !no_engine() {
+                    tracing::warn!(error = %e, "Reap: containers not swept");
+                }
                 Vec::new()
             }
-            Err(e) => return Err(e),
         };
         Ok((containers, records))
     }

@@ -60,8 +60,16 @@ impl RunnerService for RunnerApi {
     ) -> Result<Response<Self::InitEnvironmentStream>, Status> {
         let id = request.into_inner().environment_id;
         conv::id("environment_id", &id)?;
-        // Fail at once for an unknown id, rather than in the stream.
-        self.runner.get(&id)?;
+        // Fail at once for an unknown id, or one being initialised, rather than in the stream.
+        let info = self.runner.get(&id)?;
+        if info.state == crate::runner::registry::State::Initializing {
+            return Err(Error::FailedPrecondition(format!(
+                "{} is already initialising; wait for that InitEnvironment to finish \
+                 (GetEnvironment shows its state)",
+                info.id
+            ))
+            .into());
+        }
         let permit = self.streams.admit()?;
         let (tx, rx) = tokio::sync::mpsc::channel(PROGRESS_DEPTH);
         let runner = self.runner.clone();

@@ -809,8 +809,9 @@ type InitEnvironmentResponse struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// A short word for the phase: "connect", "pull", "import", "create",
-	// "evaluate", "ready".
+	// A short word for the phase: "connect", "image" (already present),
+	// "pull", "import", "remove" (the container of a stopped environment),
+	// "create", "evaluate", "cached" (a dev shell evaluated before), "ready".
 	Phase string `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"`
 	// Work done so far in this phase, in unit; 0 when there is no count.
 	Done uint64 `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
@@ -1521,7 +1522,8 @@ type Tool struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// Its name, e.g. "docker", "nix", "git".
+	// Its name: "go", "python3", "node", "rustc", "cargo", "java", "gcc",
+	// "git" or "make" (Docker and Nix have their own fields).
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Whether it was found.
 	Found bool `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
@@ -1676,7 +1678,8 @@ type CapabilitiesResponse struct {
 	// Memory, in bytes: the host's physical memory, or the daemon's cgroup
 	// memory limit when that is lower.
 	MemoryBytes uint64 `protobuf:"varint,5,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
-	// The operating system, e.g. "linux".
+	// The operating system, and its distribution when /etc/os-release names
+	// it, e.g. "linux (Debian GNU/Linux 12 (bookworm))".
 	Os string `protobuf:"bytes,6,opt,name=os,proto3" json:"os,omitempty"`
 	// The CPU architecture, e.g. "x86_64", "aarch64".
 	Arch string `protobuf:"bytes,7,opt,name=arch,proto3" json:"arch,omitempty"`
@@ -1932,7 +1935,8 @@ type ReapResponse struct {
 
 	// Containers left behind, removed unless dry_run (or failed).
 	Containers []*ReapedContainer `protobuf:"bytes,1,rep,name=containers,proto3" json:"containers,omitempty"`
-	// Process records of dead daemons swept (in a dry run: found).
+	// Process records of dead daemons swept (a dry run does not look at
+	// records: 0).
 	ProcessRecords uint32 `protobuf:"varint,2,opt,name=process_records,json=processRecords,proto3" json:"process_records,omitempty"`
 }
 

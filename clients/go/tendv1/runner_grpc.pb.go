@@ -28,7 +28,7 @@ type RunnerServiceClient interface {
 	CreateEnvironment(ctx context.Context, in *CreateEnvironmentRequest, opts ...grpc.CallOption) (*CreateEnvironmentResponse, error)
 	// Prepare an environment to run processes, streaming progress: for Docker,
 	// import image_tarball or pull the image when it is not present, then create
-	// and start the container (or start it again after StopEnvironment); for
+	// and start the container (after StopEnvironment, a fresh one); for
 	// Nix, evaluate the dev shell (which may build or download). The last event
 	// carries the environment, READY. An environment that is already READY (and
 	// "native") gets that one event at once; a STOPPED or FAILED one is
@@ -209,7 +209,7 @@ type RunnerServiceServer interface {
 	CreateEnvironment(context.Context, *CreateEnvironmentRequest) (*CreateEnvironmentResponse, error)
 	// Prepare an environment to run processes, streaming progress: for Docker,
 	// import image_tarball or pull the image when it is not present, then create
-	// and start the container (or start it again after StopEnvironment); for
+	// and start the container (after StopEnvironment, a fresh one); for
 	// Nix, evaluate the dev shell (which may build or download). The last event
 	// carries the environment, READY. An environment that is already READY (and
 	// "native") gets that one event at once; a STOPPED or FAILED one is

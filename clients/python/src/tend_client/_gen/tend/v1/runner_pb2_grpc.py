@@ -147,7 +147,7 @@ class RunnerServiceServicer:
     def InitEnvironment(self, request, context):
         """Prepare an environment to run processes, streaming progress: for Docker,
         import image_tarball or pull the image when it is not present, then create
-        and start the container (or start it again after StopEnvironment); for
+        and start the container (after StopEnvironment, a fresh one); for
         Nix, evaluate the dev shell (which may build or download). The last event
         carries the environment, READY. An environment that is already READY (and
         "native") gets that one event at once; a STOPPED or FAILED one is
