@@ -388,7 +388,8 @@ func (AgentEventKind) EnumDescriptor() ([]byte, []int) {
 	return file_tend_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
-// How a crew agent is restarted. Zero fields take the defaults.
+// How a crew agent (or a plugin, PluginSpec.restart) is restarted. Zero
+// fields take the defaults.
 type RestartPolicy struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
