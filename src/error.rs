@@ -24,6 +24,10 @@ pub enum Error {
     /// The daemon is shutting down.
     #[error("{0}")]
     Unavailable(String),
+    /// Something the call waits for did not happen in time (a plugin's handshake line); the
+    /// message says what, how long, and what was seen meanwhile.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {
@@ -74,6 +78,7 @@ impl Error {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Unavailable(_) => Code::Unavailable,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => Code::NotFound,
                 std::io::ErrorKind::PermissionDenied => Code::PermissionDenied,
@@ -283,6 +288,11 @@ mod tests {
                 Error::Unavailable("shutting down".into()),
                 Code::Unavailable,
                 "shutting down",
+            ),
+            (
+                Error::DeadlineExceeded("no handshake line within 30 s".into()),
+                Code::DeadlineExceeded,
+                "no handshake line within 30 s",
             ),
             (io(std::io::ErrorKind::NotFound), Code::NotFound, "open /x"),
             (

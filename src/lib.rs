@@ -3,6 +3,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod loader;
 pub mod pb;
 pub mod runner;
 pub mod server;
