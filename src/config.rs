@@ -17,6 +17,8 @@ pub struct Config {
     pub limits: Limits,
     /// Agents quiet this long are idle (default 2 s).
     pub quiescence: Duration,
+    /// Started as a plugin (`tend serve --handshake`): PluginService is served too.
+    pub plugin: bool,
 }
 
 /// Every bound the daemon keeps. Hitting one is an error or a documented truncation.
@@ -83,6 +85,7 @@ impl Config {
             grace: Duration::from_secs(5),
             limits: Limits::default(),
             quiescence: Duration::from_secs(2),
+            plugin: false,
         }
     }
 

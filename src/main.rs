@@ -49,8 +49,22 @@ fn main() {
 }
 
 async fn serve(args: &tend::cli::ServeArgs, token: Option<String>) -> anyhow::Result<i32> {
+    use tend::server::plugin_mode;
     use tokio::signal::unix::{signal, SignalKind};
-    let config = args.config(token)?;
+    let mut config = args.config(token)?;
+    if args.handshake {
+        match plugin_mode::check() {
+            Ok(dir) => {
+                if let (None, Some(dir)) = (&args.state_dir, dir) {
+                    config.state_dir = dir;
+                }
+            }
+            Err(why) => {
+                eprintln!("tend: {why}");
+                return Ok(1);
+            }
+        }
+    }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let shutdown = async move {
@@ -59,6 +73,14 @@ async fn serve(args: &tend::cli::ServeArgs, token: Option<String>) -> anyhow::Re
             _ = int.recv() => {}
         }
     };
-    tend::server::serve(config, shutdown, |_| {}).await?;
+    let handshake = args.handshake;
+    tend::server::serve(config, shutdown, |listening| {
+        if handshake {
+            // After the SIGTERM handler above: a parent that is gone stops it in order.
+            plugin_mode::die_with_parent();
+            plugin_mode::announce(&listening.socket);
+        }
+    })
+    .await?;
     Ok(0)
 }

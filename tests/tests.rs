@@ -11,6 +11,7 @@ mod io;
 mod lifecycle;
 mod messages;
 mod output;
+mod plugin_mode;
 mod pty;
 mod runner;
 mod validation;

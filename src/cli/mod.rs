@@ -284,6 +284,12 @@ pub struct ServeArgs {
     /// Milliseconds of PTY silence after which an agent is idle.
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub quiescence_ms: u64,
+    /// Run as a plugin of another tend (or any go-plugin host): requires the host's magic
+    /// cookie, serves on a socket in PLUGIN_UNIX_SOCKET_DIR (also the state dir unless
+    /// --state-dir), prints the handshake line `1|1|unix|PATH|grpc` on stdout, serves
+    /// tend.v1.PluginService too, and stops on Shutdown, SIGTERM, or when its parent dies.
+    #[arg(long)]
+    pub handshake: bool,
 }
 
 /// `tend env …`.
@@ -386,6 +392,7 @@ impl ServeArgs {
             }
         }
         c.token = token;
+        c.plugin = self.handshake;
         c.grace = Duration::from_millis(self.grace_ms);
         c.quiescence = Duration::from_millis(self.quiescence_ms);
         c.limits = Limits {

@@ -3,11 +3,13 @@ mod admission;
 mod auth;
 mod authority;
 mod decode_errors;
+pub mod plugin_mode;
 mod socket;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 
+use futures_util::FutureExt;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_stream::StreamExt;
 use tonic::service::InterceptorLayer;
@@ -156,6 +158,16 @@ pub async fn serve(
     services.add(pb::runner_service_server::RunnerServiceServer::new(
         RunnerApi::new(runner.clone(), Prober::new(sup.host().reaper()), streams),
     ));
+    // As a plugin, the host may ask it to stop: that ends the daemon as SIGTERM would, with
+    // the grace the host gave when it is shorter.
+    let (plugin_stop, mut plugin_stopped) = tokio::sync::watch::channel(None);
+    if config.plugin {
+        let mut offered: Vec<String> = services.names.iter().map(|n| n.to_string()).collect();
+        offered.push("tend.v1.PluginService".into());
+        services.add(pb::plugin_service_server::PluginServiceServer::new(
+            crate::service::plugin::PluginApi::new(offered, plugin_stop),
+        ));
+    }
     for name in &services.names {
         health
             .set_service_status(*name, tonic_health::ServingStatus::Serving)
@@ -222,8 +234,13 @@ pub async fn serve(
         tcp: tcp_addrs,
     });
 
+    let mut grace = config.grace;
     tokio::select! {
         _ = shutdown => tracing::info!("shutting down"),
+        Ok(asked) = plugin_stopped.wait_for(|g| g.is_some()).map(|r| r.map(|g| *g)) => {
+            grace = grace.min(asked.unwrap_or(grace));
+            tracing::info!(?grace, "the host asked this plugin to shut down");
+        }
         Some(r) = servers.join_next() => {
             tracing::error!(result = ?r, "a listener stopped unexpectedly; shutting down");
         }
@@ -238,7 +255,7 @@ pub async fn serve(
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     // Processes first: their streams end with their exit events, then the listeners close.
-    sup.shutdown(config.grace).await;
+    sup.shutdown(grace).await;
     runner.shutdown().await;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(DRAIN_CONNECTIONS, async {

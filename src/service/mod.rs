@@ -3,6 +3,7 @@ pub mod agent;
 mod agent_convert;
 pub mod convert;
 pub mod limit;
+pub mod plugin;
 pub mod process;
 pub mod runner;
 mod runner_convert;
