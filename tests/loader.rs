@@ -679,3 +679,73 @@ async fn the_daemon_stopping_unloads_its_plugins() {
     assert!(!alive(a.pid) && !alive(b.pid));
     assert!(!Path::new(&a.address).exists());
 }
+
+/// `tend …` against the fixture's daemon: its stdout, or panic with its stderr.
+fn tend(d: &Daemon, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+        .arg("--connect")
+        .arg(d.socket())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tend {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[tokio::test]
+async fn the_cli_loads_lists_shows_logs_and_unloads() {
+    let Some(f) = Fixture::new(Daemon::start().await).await else {
+        return;
+    };
+    let (py, script) = (
+        f.python.display().to_string(),
+        f.script.display().to_string(),
+    );
+    let d = f.d.socket();
+    let load = tokio::task::spawn_blocking({
+        let f_sock = d.clone();
+        move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_tend"))
+                .arg("--connect")
+                .arg(&f_sock)
+                .args([
+                    "plugin",
+                    "load",
+                    "--protocol-versions",
+                    "1,2",
+                    "kv",
+                    &py,
+                    &script,
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(load.starts_with("kv serving at unix:/"), "{load}");
+    assert!(
+        load.contains("go-plugin handshake, app protocol 1"),
+        "{load}"
+    );
+    assert!(load.contains("services: none listed"), "{load}");
+    let ls = tend(&f.d, &["plugin", "ls"]);
+    assert!(ls.contains("kv ") && ls.contains("serving"), "{ls}");
+    let logs = tend(&f.d, &["plugin", "logs", "kv"]);
+    assert!(logs.contains("some noise before the handshake"), "{logs}");
+    assert!(logs.contains("kv plugin starting"), "{logs}");
+    let out = tend(&f.d, &["plugin", "unload", "kv", "--grace-ms", "2000"]);
+    assert_eq!(out.trim(), "unloaded (sigterm)");
+    let ls = tend(&f.d, &["plugin", "ls"]);
+    assert!(!ls.contains("kv "), "{ls}");
+}
