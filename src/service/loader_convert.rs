@@ -288,7 +288,8 @@ mod tests {
     #[test]
     fn bad_specs_name_their_field() {
         let limits = crate::config::Limits::default();
-        let cases: Vec<(fn(&mut pb::PluginSpec), &str)> = vec![
+        type Break = fn(&mut pb::PluginSpec);
+        let cases: Vec<(Break, &str)> = vec![
             (|s| s.name.clear(), "spec.name"),
             (|s| s.name = "-x".into(), "spec.name"),
             (|s| s.binary.clear(), "spec.binary"),
