@@ -58,6 +58,17 @@ server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
 h = health.HealthServicer()
 h.set("", health_pb2.HealthCheckResponse.SERVING)
 health_pb2_grpc.add_HealthServicer_to_server(h, server)
+if os.environ.get("KV_NATIVE"):
+    import threading
+    from tend_client._gen.tend.v1 import loader_pb2, loader_pb2_grpc
+    class Plugin(loader_pb2_grpc.PluginServiceServicer):
+        def Info(self, request, context):
+            return loader_pb2.InfoResponse(name="kv", version="0.1.0", services=["kv.v1.KV", "grpc.health.v1.Health"], app_protocol_version=1)
+        def Shutdown(self, request, context):
+            print("shutdown asked, grace " + str(request.grace_ms), file=sys.stderr, flush=True)
+            threading.Timer(0.05, lambda: os._exit(0)).start()
+            return loader_pb2.ShutdownResponse()
+    loader_pb2_grpc.add_PluginServiceServicer_to_server(Plugin(), server)
 server.add_insecure_port("unix:" + path)
 server.start()
 print("kv plugin starting, host " + os.environ["TEND_ADDR"] + " token " + str(len(os.environ["TEND_TOKEN"])), file=sys.stderr, flush=True)
@@ -285,6 +296,50 @@ async fn a_python_plugin_loads_serves_shows_its_logs_and_unloads_leaving_nothing
         .into_inner();
     assert_eq!(r.stage, pb::UnloadStage::Sigkill as i32);
     assert!(!alive(again.pid));
+}
+
+#[tokio::test]
+async fn a_tend_native_plugin_is_described_by_info_and_unloaded_by_shutdown() {
+    let Some(mut f) = Fixture::new(Daemon::start().await).await else {
+        return;
+    };
+    let mut spec = f.spec("native");
+    spec.env = [
+        ("KV_NATIVE".to_string(), "1".to_string()),
+        (
+            "PYTHONPATH".to_string(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/clients/python/src").to_string(),
+        ),
+    ]
+    .into();
+    let info = f.load(spec).await.unwrap();
+    assert_eq!(info.services, ["kv.v1.KV"], "{info:?}");
+    assert_eq!(info.version, "0.1.0");
+    let r =
+        f.c.unload(pb::UnloadRequest {
+            name: "native".into(),
+            grace_ms: Some(4000),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.stage, pb::UnloadStage::Shutdown as i32, "{r:?}");
+    let exit = r.plugin.unwrap().last_exit.unwrap();
+    assert_eq!(exit.exit_code, Some(0), "{exit:?}");
+    assert!(!alive(info.pid));
+    let procs =
+        f.d.c()
+            .await
+            .list(pb::ListRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+    let p = procs
+        .processes
+        .iter()
+        .find(|p| p.id == info.process_id)
+        .unwrap();
+    assert!(p.exit.is_some(), "kept in ProcessService, exited");
 }
 
 #[tokio::test]
@@ -582,6 +637,16 @@ async fn a_sigkilled_plugin_is_reported_on_watch_and_restarted_by_its_policy() {
         (pb::PluginEventKind::Loaded as i32, "crashy")
     );
 
+    let mut logs =
+        f.c.logs(pb::LogsRequest {
+            name: "crashy".into(),
+            stream: pb::Stream::Stderr as i32,
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
     // SAFETY: kill(2) of the plugin this test loaded.
     unsafe { libc::kill(first.pid as i32, libc::SIGKILL) };
     let e = next_event(&mut events).await;
@@ -602,6 +667,28 @@ async fn a_sigkilled_plugin_is_reported_on_watch_and_restarted_by_its_policy() {
         health(&again.address).await,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+
+    // Logs followed the plugin: its first run's stderr, its exit, the next run's start and
+    // stderr.
+    let mut kinds = Vec::new();
+    let mut text = String::new();
+    while !(kinds.contains(&"started") && text.matches("kv plugin starting").count() == 2) {
+        let ev = tokio::time::timeout(Duration::from_secs(10), logs.next())
+            .await
+            .expect("logs within 10 s")
+            .unwrap()
+            .unwrap();
+        match ev.event.unwrap().kind.unwrap() {
+            pb::process_event::Kind::Data(d) => text.push_str(&String::from_utf8_lossy(&d.data)),
+            pb::process_event::Kind::Exited(_) => kinds.push("exited"),
+            pb::process_event::Kind::Started(p) => {
+                assert_eq!(p.pid, again.pid);
+                kinds.push("started")
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(kinds, ["exited", "started"]);
 
     // Without a policy it stays EXITED, and Unload only forgets it.
     let plain = f.load(f.spec("plain")).await.unwrap();
