@@ -28,6 +28,10 @@ pub enum Error {
     /// message says what, how long, and what was seen meanwhile.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The call was overtaken by another that ended what it waited for (an Unload of a plugin
+    /// still loading).
+    #[error("{0}")]
+    Aborted(String),
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {
@@ -79,6 +83,7 @@ impl Error {
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Unavailable(_) => Code::Unavailable,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::Aborted(_) => Code::Aborted,
             Error::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => Code::NotFound,
                 std::io::ErrorKind::PermissionDenied => Code::PermissionDenied,
@@ -293,6 +298,11 @@ mod tests {
                 Error::DeadlineExceeded("no handshake line within 30 s".into()),
                 Code::DeadlineExceeded,
                 "no handshake line within 30 s",
+            ),
+            (
+                Error::Aborted("unloaded while loading".into()),
+                Code::Aborted,
+                "unloaded while loading",
             ),
             (io(std::io::ErrorKind::NotFound), Code::NotFound, "open /x"),
             (

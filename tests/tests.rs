@@ -9,6 +9,7 @@ mod exec;
 mod fault;
 mod io;
 mod lifecycle;
+mod loader;
 mod messages;
 mod output;
 mod plugin_mode;

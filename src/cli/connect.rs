@@ -10,6 +10,7 @@ use tonic::{Request, Status};
 
 use crate::config;
 use crate::pb::agent_service_client::AgentServiceClient;
+use crate::pb::loader_service_client::LoaderServiceClient;
 use crate::pb::process_service_client::ProcessServiceClient;
 use crate::pb::runner_service_client::RunnerServiceClient;
 
@@ -32,6 +33,9 @@ pub type ProcessClient = ProcessServiceClient<InterceptedService<Channel, Bearer
 pub type AgentClient = AgentServiceClient<InterceptedService<Channel, Bearer>>;
 /// A RunnerService client with the bearer token, if any.
 pub type RunnerClient = RunnerServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A LoaderService client with the bearer token, if any.
+pub type LoaderClient = LoaderServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Where a daemon listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +144,12 @@ pub async fn runner_client(addr: &Addr, token: Option<String>) -> anyhow::Result
 pub async fn agent_client(addr: &Addr, token: Option<String>) -> anyhow::Result<AgentClient> {
     let (ch, bearer) = authorized(addr, token).await?;
     Ok(AgentServiceClient::with_interceptor(ch, bearer).max_decoding_message_size(16 << 20))
+}
+
+/// A LoaderService client, like `process_client`.
+pub async fn loader_client(addr: &Addr, token: Option<String>) -> anyhow::Result<LoaderClient> {
+    let (ch, bearer) = authorized(addr, token).await?;
+    Ok(LoaderServiceClient::with_interceptor(ch, bearer).max_decoding_message_size(16 << 20))
 }
 
 async fn authorized(addr: &Addr, token: Option<String>) -> anyhow::Result<(Channel, Bearer)> {

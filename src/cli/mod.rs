@@ -3,6 +3,7 @@ mod agent;
 pub mod connect;
 mod env;
 mod inspect;
+mod plugin;
 mod run;
 mod tty;
 
@@ -141,6 +142,10 @@ pub enum Command {
     /// Environments processes run in: native (the host), Docker containers, Nix dev shells.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Plugins: executables that serve gRPC, started by the daemon and announced by a handshake
+    /// line (go-plugin's 1|1|unix|/path.sock|grpc, or codefly's).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// What this host can run: Docker, Nix, languages and tools on PATH, CPUs, memory, GPUs.
     Caps {
         /// Probe again instead of answering from the cache (a minute old at most).
@@ -217,6 +222,79 @@ pub enum AgentCommand {
     Rm {
         /// The agent's name.
         name: String,
+    },
+}
+
+/// `tend plugin …`.
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Load a plugin and wait until it serves; prints its address and services.
+    Load {
+        /// Environment variable KEY=VALUE for the plugin (repeatable).
+        #[arg(short = 'e', long = "var", value_name = "KEY=VALUE", value_parser = key_value)]
+        env: Vec<(String, String)>,
+        /// Run in this environment (an id or name from `tend env ls`; default: native).
+        #[arg(long = "env", value_name = "ENV", value_parser = environment_id)]
+        environment: Option<String>,
+        /// Working directory of the plugin.
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<String>,
+        /// The magic cookie the plugin expects (a go-plugin HandshakeConfig's MagicCookieKey
+        /// and MagicCookieValue); default: tend's own.
+        #[arg(long, value_name = "KEY=VALUE", value_parser = key_value)]
+        cookie: Option<(String, String)>,
+        /// App protocol versions the host offers, comma-separated (default 1).
+        #[arg(long, value_name = "1,2", value_delimiter = ',')]
+        protocol_versions: Vec<u32>,
+        /// Milliseconds to wait for the handshake line (default 30000).
+        #[arg(long, value_name = "MS")]
+        handshake_timeout_ms: Option<u32>,
+        /// Milliseconds to wait, after the handshake line, for health to answer SERVING
+        /// (default 10000).
+        #[arg(long, value_name = "MS")]
+        dial_timeout_ms: Option<u32>,
+        /// Restart it when it exits, with backoff (the crew agents' policy).
+        #[arg(long)]
+        restart: bool,
+        /// Unload's grace period: SIGTERM at half of it, SIGKILL at all of it.
+        #[arg(long, value_name = "MS")]
+        grace_ms: Option<u32>,
+        /// The plugin's name, unique among loaded plugins.
+        name: String,
+        /// The plugin's executable (a path, or a name on PATH) and its arguments. Everything
+        /// from it on belongs to the plugin.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "BINARY"
+        )]
+        command: Vec<String>,
+    },
+    /// List plugins, in any state.
+    Ls,
+    /// Print a plugin's output (stderr, and stdout including what preceded its handshake).
+    Logs {
+        /// The plugin's name.
+        name: String,
+        /// Follow live output, across restarts, until it is unloaded.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only this stream.
+        #[arg(long, value_parser = ["stdout", "stderr"])]
+        stream: Option<String>,
+        /// Start this many bytes before the end of each stream.
+        #[arg(long, default_value_t = 0, value_name = "BYTES")]
+        tail: u32,
+    },
+    /// Stop a plugin in stages (Shutdown, SIGTERM, SIGKILL) and forget it.
+    Unload {
+        /// The plugin's name.
+        name: String,
+        /// Milliseconds of grace: SIGTERM at half, SIGKILL at all of it (default: the plugin's,
+        /// else the daemon's).
+        #[arg(long, value_name = "MS")]
+        grace_ms: Option<u32>,
     },
 }
 
@@ -471,6 +549,57 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
         Command::Caps { refresh } => {
             return env::caps(connect::runner_client(&addr, token).await?, refresh).await
         }
+        Command::Plugin(cmd) => {
+            let c = connect::loader_client(&addr, token).await?;
+            return match cmd {
+                PluginCommand::Load {
+                    env,
+                    environment,
+                    cwd,
+                    cookie,
+                    protocol_versions,
+                    handshake_timeout_ms,
+                    dial_timeout_ms,
+                    restart,
+                    grace_ms,
+                    name,
+                    command,
+                } => {
+                    let (key, value) = cookie.unwrap_or_default();
+                    let spec = crate::pb::PluginSpec {
+                        name,
+                        binary: command[0].clone(),
+                        args: command[1..].to_vec(),
+                        env: env.into_iter().collect(),
+                        cwd: cwd.unwrap_or_default(),
+                        environment_id: environment.unwrap_or_default(),
+                        handshake_timeout_ms: handshake_timeout_ms.unwrap_or(0),
+                        dial_timeout_ms: dial_timeout_ms.unwrap_or(0),
+                        magic_cookie_key: key,
+                        magic_cookie_value: value,
+                        protocol_versions,
+                        restart: restart.then(crate::pb::RestartPolicy::default),
+                        unload_grace_ms: grace_ms,
+                    };
+                    plugin::load(c, spec).await
+                }
+                PluginCommand::Ls => plugin::list(c).await,
+                PluginCommand::Logs {
+                    name,
+                    follow,
+                    stream,
+                    tail,
+                } => {
+                    let stream = match stream.as_deref() {
+                        Some("stdout") => crate::pb::Stream::Stdout,
+                        Some("stderr") => crate::pb::Stream::Stderr,
+                        _ => crate::pb::Stream::Unspecified,
+                    };
+                    plugin::logs(c, name, stream, tail, follow).await
+                }
+                PluginCommand::Unload { name, grace_ms } => plugin::unload(c, name, grace_ms).await,
+            };
+        }
         _ => {}
     }
     let c = connect::process_client(&addr, cli.token).await?;
@@ -479,6 +608,7 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
         | Command::Attach { .. }
         | Command::Nudge { .. }
         | Command::Env(_)
+        | Command::Plugin(_)
         | Command::Caps { .. } => {
             unreachable!("handled above")
         }

@@ -1,4 +1,18 @@
 //! Plugins: executables that serve gRPC, started by the daemon and announced by a handshake line
-//! on their stdout (`tend.v1.LoaderService`). So far the handshake's parsing and the load errors.
+//! on their stdout (`tend.v1.LoaderService`).
+//!
+//! - `handshake`: the line's dialects parsed, versions checked (pure);
+//! - `error`: `LoadError`, one variant per way a Load fails, and its gRPC codes;
+//! - `spec`: what to load;
+//! - `launch`: one run, from the binary to SERVING (socket dir, spawn, handshake, dial, health);
+//! - `dial`: the gRPC client side (channel, health, Info, reflection, shutdown calls);
+//! - `registry`: `Loader`, the table, and each plugin's driver (exits, restarts, Unload).
+pub mod dial;
 pub mod error;
 pub mod handshake;
+pub mod launch;
+pub mod registry;
+pub mod spec;
+
+pub use registry::{Event, EventKind, Info, Loader, Plugin, State, Status, UnloadStage};
+pub use spec::PluginSpec;

@@ -18,11 +18,13 @@ use tonic::transport::Server;
 use crate::agent::Agents;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::loader::Loader;
 use crate::pb;
 use crate::runner::caps::Prober;
 use crate::runner::registry::Runner;
 use crate::service::agent::AgentApi;
 use crate::service::limit::Streams;
+use crate::service::loader::LoaderApi;
 use crate::service::process::ProcessApi;
 use crate::service::runner::RunnerApi;
 use crate::supervisor::Supervisor;
@@ -146,6 +148,7 @@ pub async fn serve(
     let runner = Runner::new(sup.clone(), dir);
     runner.sweep_in_background();
     let streams = Streams::new(config.limits.max_streams);
+    let loader = Loader::new(sup.clone(), dir, &socket_path, config.grace);
     // Every service, once: the routers of every listener, health and reflection take them from
     // this list, so a new service is one line here.
     let mut services = Services::default();
@@ -156,7 +159,14 @@ pub async fn serve(
         AgentApi::new(agents, config.limits.max_input_bytes, streams.clone()),
     ));
     services.add(pb::runner_service_server::RunnerServiceServer::new(
-        RunnerApi::new(runner.clone(), Prober::new(sup.host().reaper()), streams),
+        RunnerApi::new(
+            runner.clone(),
+            Prober::new(sup.host().reaper()),
+            streams.clone(),
+        ),
+    ));
+    services.add(pb::loader_service_server::LoaderServiceServer::new(
+        LoaderApi::new(loader.clone(), config.limits.clone(), streams),
     ));
     // As a plugin, the host may ask it to stop: that ends the daemon as SIGTERM would, with
     // the grace the host gave when it is shorter.
@@ -254,7 +264,9 @@ pub async fn serve(
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
-    // Processes first: their streams end with their exit events, then the listeners close.
+    // Plugins first, in stages (Shutdown, SIGTERM, SIGKILL) within the grace period; then the
+    // processes: their streams end with their exit events, then the listeners close.
+    loader.shutdown(grace).await;
     sup.shutdown(grace).await;
     runner.shutdown().await;
     let _ = stop_tx.send(true);

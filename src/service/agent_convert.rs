@@ -40,39 +40,7 @@ pub fn spec(s: Option<pb::AgentSpec>) -> Result<AgentSpec> {
             ))
         }
     };
-    let d = Policy::default();
-    let r = s.restart.unwrap_or_default();
-    let ms = |field: &str, v: u64, default: u64| -> Result<u64> {
-        if v > MAX_BACKOFF_MS {
-            return Err(Error::invalid(
-                field,
-                format!("{v} ms is more than an hour"),
-            ));
-        }
-        Ok(if v == 0 { default } else { v })
-    };
-    let policy = Policy {
-        initial_backoff_ms: ms(
-            "spec.restart.initial_backoff_ms",
-            r.initial_backoff_ms,
-            d.initial_backoff_ms,
-        )?,
-        max_backoff_ms: ms(
-            "spec.restart.max_backoff_ms",
-            r.max_backoff_ms,
-            d.max_backoff_ms,
-        )?,
-        stable_after_ms: ms(
-            "spec.restart.stable_after_ms",
-            r.stable_after_ms,
-            d.stable_after_ms,
-        )?,
-        start_limit: if r.start_limit == 0 {
-            d.start_limit
-        } else {
-            r.start_limit.min(1000)
-        },
-    };
+    let policy = restart_policy("spec.restart", s.restart)?;
     Ok(AgentSpec {
         name: s.name,
         argv: process.argv,
@@ -125,6 +93,36 @@ fn unix_ms(t: std::time::SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Check a restart policy (the field named `field`) and fill in its defaults: shared by agents
+/// and plugins.
+pub fn restart_policy(field: &str, r: Option<pb::RestartPolicy>) -> Result<Policy> {
+    let d = Policy::default();
+    let r = r.unwrap_or_default();
+    let ms = |name: &str, v: u64, default: u64| -> Result<u64> {
+        if v > MAX_BACKOFF_MS {
+            return Err(Error::invalid(
+                format!("{field}.{name}"),
+                format!("{v} ms is more than an hour"),
+            ));
+        }
+        Ok(if v == 0 { default } else { v })
+    };
+    Ok(Policy {
+        initial_backoff_ms: ms(
+            "initial_backoff_ms",
+            r.initial_backoff_ms,
+            d.initial_backoff_ms,
+        )?,
+        max_backoff_ms: ms("max_backoff_ms", r.max_backoff_ms, d.max_backoff_ms)?,
+        stable_after_ms: ms("stable_after_ms", r.stable_after_ms, d.stable_after_ms)?,
+        start_limit: if r.start_limit == 0 {
+            d.start_limit
+        } else {
+            r.start_limit.min(1000)
+        },
+    })
 }
 
 /// An agent as sent.

@@ -3,6 +3,8 @@ pub mod agent;
 mod agent_convert;
 pub mod convert;
 pub mod limit;
+pub mod loader;
+mod loader_convert;
 pub mod plugin;
 pub mod process;
 pub mod runner;

@@ -1,0 +1,193 @@
+//! The LoaderService adapter: validate, call the loader, map errors.
+use std::pin::Pin;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::limit::Streams;
+use super::loader_convert as conv;
+use super::stream::{pump_run, Pumped, Reading, CHANNEL_DEPTH};
+use crate::config::Limits;
+use crate::error::Error;
+use crate::loader::spec::check_name;
+use crate::loader::Loader;
+use crate::pb;
+use crate::pb::loader_service_server::LoaderService;
+use crate::supervisor::{Cursor, StreamKind};
+
+/// Largest Logs tail.
+const MAX_TAIL: u32 = 16 << 20;
+
+/// The service over the plugin loader.
+pub struct LoaderApi {
+    loader: Loader,
+    limits: Limits,
+    streams: Streams,
+}
+
+impl LoaderApi {
+    /// Serve `loader`, checking specs against `limits`, with at most `streams` streaming calls
+    /// open at once (shared).
+    pub fn new(loader: Loader, limits: Limits, streams: Streams) -> Self {
+        LoaderApi {
+            loader,
+            limits,
+            streams,
+        }
+    }
+}
+
+type Events<R> = Pin<Box<dyn Stream<Item = Result<R, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl LoaderService for LoaderApi {
+    async fn load(
+        &self,
+        request: Request<pb::LoadRequest>,
+    ) -> Result<Response<pb::LoadResponse>, Status> {
+        let spec = conv::spec(request.into_inner().spec, &self.limits)?;
+        let info = self.loader.load(spec).await?;
+        Ok(Response::new(pb::LoadResponse {
+            plugin: Some(conv::info(&info)),
+        }))
+    }
+
+    async fn unload(
+        &self,
+        request: Request<pb::UnloadRequest>,
+    ) -> Result<Response<pb::UnloadResponse>, Status> {
+        let r = request.into_inner();
+        check_name("name", &r.name)?;
+        let grace = r.grace_ms.map(|g| conv::grace("grace_ms", g)).transpose()?;
+        let (info, stage) = self.loader.unload(&r.name, grace).await?;
+        Ok(Response::new(pb::UnloadResponse {
+            plugin: Some(conv::info(&info)),
+            stage: conv::stage(stage) as i32,
+        }))
+    }
+
+    async fn list(
+        &self,
+        _request: Request<pb::LoaderServiceListRequest>,
+    ) -> Result<Response<pb::LoaderServiceListResponse>, Status> {
+        let plugins = self.loader.list().iter().map(conv::info).collect();
+        Ok(Response::new(pb::LoaderServiceListResponse { plugins }))
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::LoaderServiceGetRequest>,
+    ) -> Result<Response<pb::LoaderServiceGetResponse>, Status> {
+        let r = request.into_inner();
+        check_name("name", &r.name)?;
+        let info = self.loader.get(&r.name)?;
+        Ok(Response::new(pb::LoaderServiceGetResponse {
+            plugin: Some(conv::info(&info)),
+        }))
+    }
+
+    type LogsStream = Events<pb::LogsResponse>;
+
+    async fn logs(
+        &self,
+        request: Request<pb::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let r = request.into_inner();
+        check_name("name", &r.name)?;
+        let kinds = match pb::Stream::try_from(r.stream) {
+            Ok(pb::Stream::Unspecified) => vec![StreamKind::Stdout, StreamKind::Stderr],
+            Ok(pb::Stream::Stdout) => vec![StreamKind::Stdout],
+            Ok(pb::Stream::Stderr) => vec![StreamKind::Stderr],
+            Ok(pb::Stream::Pty) => {
+                return Err(Error::invalid(
+                    "stream",
+                    "a plugin has no PTY: use STREAM_STDERR, STREAM_STDOUT, or neither for both",
+                )
+                .into())
+            }
+            Err(_) => {
+                return Err(Error::invalid("stream", format!("unknown stream {}", r.stream)).into())
+            }
+        };
+        if r.tail_bytes > MAX_TAIL {
+            return Err(Error::invalid(
+                "tail_bytes",
+                format!("{} is more than {MAX_TAIL}", r.tail_bytes),
+            )
+            .into());
+        }
+        let plugin = self.loader.plugin(&r.name)?;
+        let permit = self.streams.admit()?;
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let loader = self.loader.clone();
+        let wrap = |e| pb::LogsResponse { event: Some(e) };
+        tokio::spawn(async move {
+            let _permit = permit;
+            let Some(mut p) = plugin.process() else {
+                return;
+            };
+            let mut cursor = if r.tail_bytes == 0 {
+                Cursor::new(&kinds, 0)
+            } else {
+                p.output.cursor_from_end(&kinds, r.tail_bytes.into())
+            };
+            let how = Reading {
+                follow: r.follow,
+                lossless: false,
+                owner: false,
+            };
+            while pump_run(&p, cursor, how, &tx, wrap).await == Pumped::Exited && r.follow {
+                let next = tokio::select! {
+                    next = loader.next_run(&plugin, &p) => next,
+                    _ = tx.closed() => return,
+                };
+                let Some(next) = next else { return };
+                let started = super::convert::started_event(&next);
+                if tx.send(Ok(wrap(started))).await.is_err() {
+                    return;
+                }
+                // The whole new run, from its first byte.
+                cursor = Cursor::new(&kinds, 0);
+                p = next;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type WatchStream = Events<pb::LoaderServiceWatchResponse>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::LoaderServiceWatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let r = request.into_inner();
+        if !r.name.is_empty() {
+            check_name("name", &r.name)?;
+        }
+        let permit = self.streams.admit()?;
+        let mut events = self.loader.subscribe();
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        tokio::spawn(async move {
+            let _permit = permit;
+            loop {
+                let ev = tokio::select! {
+                    ev = events.recv() => ev,
+                    _ = tx.closed() => return,
+                };
+                let ev = match ev {
+                    Ok(e) if r.name.is_empty() || e.name == r.name => conv::event(&e),
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(n)) => conv::lagged(n),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let msg = pb::LoaderServiceWatchResponse { event: Some(ev) };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
