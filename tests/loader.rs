@@ -836,3 +836,69 @@ async fn the_cli_loads_lists_shows_logs_and_unloads() {
     let ls = tend(&f.d, &["plugin", "ls"]);
     assert!(!ls.contains("kv "), "{ls}");
 }
+
+/// Live processes carrying `marker` in their environment (TEND_ORIGIN of a given daemon).
+fn carriers_of(pid_prefix: &str) -> usize {
+    tend::supervisor::records::marked(|m| m.contains(pid_prefix)).len()
+}
+
+#[tokio::test]
+async fn tend_loads_tend_runs_a_process_in_it_and_unload_leaves_nothing() {
+    let d = Daemon::start().await;
+    let mut c = loader(&d).await;
+    let info = c
+        .load(pb::LoadRequest {
+            spec: Some(pb::PluginSpec {
+                name: "inner".into(),
+                binary: env!("CARGO_BIN_EXE_tend").into(),
+                args: vec!["serve".into(), "--handshake".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("load tend as a plugin")
+        .into_inner()
+        .plugin
+        .unwrap();
+    assert_eq!(info.state, pb::PluginState::Serving as i32, "{info:?}");
+    assert!(
+        info.services.iter().any(|s| s == "tend.v1.ProcessService"),
+        "{:?}",
+        info.services
+    );
+    // A process started in the loaded tend, through its own address.
+    let mut inner = connect::process_client(&Addr::Unix(PathBuf::from(&info.address)), None)
+        .await
+        .unwrap();
+    let started = inner
+        .start(pb::StartRequest {
+            spec: Some(crate::helper::sh("trap '' TERM; sleep 1000")),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .process
+        .unwrap();
+    assert!(alive(started.pid));
+    let inner_marker = format!(":{}:", info.pid);
+    assert!(carriers_of(&inner_marker) >= 1);
+
+    let unloaded = c
+        .unload(pb::UnloadRequest {
+            name: "inner".into(),
+            grace_ms: Some(2000),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        unloaded.stage,
+        pb::UnloadStage::Shutdown as i32,
+        "the inner tend stopped on PluginService.Shutdown: {unloaded:?}"
+    );
+    eventually(10, "the inner tend and its process are gone", || {
+        !alive(info.pid) && !alive(started.pid) && carriers_of(&inner_marker) == 0
+    })
+    .await;
+}

@@ -248,7 +248,9 @@ pub async fn serve(
     tokio::select! {
         _ = shutdown => tracing::info!("shutting down"),
         Ok(asked) = plugin_stopped.wait_for(|g| g.is_some()).map(|r| r.map(|g| *g)) => {
-            grace = grace.min(asked.unwrap_or(grace));
+            // The host waits `asked` for the exit: the processes get three quarters of it, so
+            // that the stopping after them still fits.
+            grace = grace.min(asked.map_or(grace, |a| a * 3 / 4));
             tracing::info!(?grace, "the host asked this plugin to shut down");
         }
         Some(r) = servers.join_next() => {
