@@ -130,3 +130,80 @@ pub fn identify(
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    fn loader(dir: &std::path::Path) -> Loader {
+        let sup =
+            crate::supervisor::Supervisor::new(dir, crate::config::Limits::default()).unwrap();
+        Loader::new(
+            sup,
+            dir,
+            &dir.join("tend.sock"),
+            std::time::Duration::from_secs(1),
+        )
+    }
+
+    fn call(
+        check: &impl Fn(Request<()>) -> Result<Request<()>, Status>,
+        auth: Option<&str>,
+    ) -> Result<Caller, (Code, String)> {
+        let mut r = Request::new(());
+        if let Some(v) = auth {
+            r.metadata_mut().insert("authorization", v.parse().unwrap());
+        }
+        check(r)
+            .map(|r| Caller::of(&r))
+            .map_err(|s| (s.code(), s.message().to_string()))
+    }
+
+    #[tokio::test]
+    async fn tcp_takes_only_the_exact_daemon_token_or_a_plugin_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = identify(loader(dir.path()), Some("s3cret-token-0123456789".into()));
+        assert_eq!(
+            call(&check, Some("Bearer s3cret-token-0123456789")),
+            Ok(Caller::Owner)
+        );
+        for wrong in [None, Some("Bearer s3cret-token-012345678"), Some("s3cret")] {
+            assert_eq!(call(&check, wrong).unwrap_err().0, Code::Unauthenticated);
+        }
+        let (code, msg) = call(&check, Some("Bearer tp_0123456789abcdef")).unwrap_err();
+        assert_eq!(code, Code::Unauthenticated);
+        assert!(msg.contains("plugin token is not valid"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_the_owners_but_a_stale_plugin_token_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = identify(loader(dir.path()), None);
+        assert_eq!(call(&check, None), Ok(Caller::Owner));
+        assert_eq!(
+            call(&check, Some("Bearer anything-else")),
+            Ok(Caller::Owner)
+        );
+        let (code, _) = call(&check, Some("Bearer tp_0123456789abcdef")).unwrap_err();
+        assert_eq!(code, Code::Unauthenticated);
+    }
+
+    #[test]
+    fn a_plugin_caller_tags_what_it_starts_and_cannot_load() {
+        let mut tags = [(OWNER_TAG.to_string(), "other".to_string())].into();
+        Caller::Plugin("kv".into()).tag(&mut tags);
+        assert_eq!(tags.get(OWNER_TAG).map(String::as_str), Some("kv"));
+        let mut mine = std::collections::BTreeMap::new();
+        Caller::Owner.tag(&mut mine);
+        assert!(mine.is_empty());
+        assert!(Caller::Owner.owner_only("load or unload plugins").is_ok());
+        let e = Caller::Plugin("kv".into())
+            .owner_only("load or unload plugins")
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+        assert!(e
+            .message()
+            .starts_with("a plugin's token cannot load or unload plugins"));
+    }
+}
