@@ -249,7 +249,7 @@ async fn a_python_plugin_loads_serves_shows_its_logs_and_unloads_leaving_nothing
     );
     assert!(
         stderr.contains(&format!(
-            "kv plugin starting, host unix://{} token 32",
+            "kv plugin starting, host unix://{} token 35",
             f.d.socket().display()
         )),
         "{stderr}"

@@ -3,6 +3,7 @@ mod helper;
 
 mod agent;
 mod authority;
+mod callbacks;
 mod cli;
 mod daemon;
 mod exec;

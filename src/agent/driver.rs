@@ -38,11 +38,13 @@ pub fn start_run(sup: &Supervisor, spec: &AgentSpec) -> Result<Arc<Process>> {
     if let Some(f) = &spec.prompt_file {
         env.insert("TEND_PROMPT_FILE".into(), f.display().to_string());
     }
+    let mut tags = spec.tags.clone();
+    tags.insert(AGENT_TAG.to_string(), spec.name.clone());
     sup.start(Spec {
         argv: spec.argv.clone(),
         env,
         cwd: spec.cwd.clone(),
-        tags: [(AGENT_TAG.to_string(), spec.name.clone())].into(),
+        tags,
         pty: Some(spec.size()),
         environment: if spec.environment.is_empty() {
             NATIVE.to_string()

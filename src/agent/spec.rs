@@ -66,6 +66,10 @@ pub struct AgentSpec {
     /// persisted before environments existed have none.
     #[serde(default)]
     pub environment: String,
+    /// Tags its runs carry besides `tend.agent` (set by the daemon: `tend.plugin.owner` for an
+    /// agent a plugin spawned, so that it goes when the plugin is unloaded).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl AgentSpec {

@@ -128,6 +128,7 @@ mod tests {
                 kind: Kind::Crew,
                 policy: Policy::default(),
                 environment: String::new(),
+                tags: Default::default(),
             },
             stopped: false,
         }

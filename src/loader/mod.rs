@@ -14,5 +14,8 @@ pub mod launch;
 pub mod registry;
 pub mod spec;
 
-pub use registry::{Event, EventKind, Info, Loader, Plugin, State, Status, UnloadStage};
+pub use registry::{
+    Event, EventKind, Info, Loader, Plugin, State, Status, UnloadStage, OWNER_TAG,
+    PLUGIN_TOKEN_PREFIX,
+};
 pub use spec::PluginSpec;

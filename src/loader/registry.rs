@@ -23,6 +23,16 @@ pub const MAX_PLUGINS: usize = 64;
 const EVENTS: usize = 256;
 /// How long a plugin that was asked to shut down may take to answer the request itself.
 const SHUTDOWN_CALL: Duration = Duration::from_secs(1);
+/// What every plugin token starts with. The prefix lets a listener tell a plugin's token from
+/// the daemon's (hex, no prefix) without a table: a `tp_` token that no loaded plugin holds is
+/// refused as a stale plugin token, never mistaken for a wrong daemon token.
+pub const PLUGIN_TOKEN_PREFIX: &str = "tp_";
+/// The tag that marks what a plugin started through its callbacks (value: the plugin's name);
+/// Unload stops and removes what carries it, once the plugin itself is stopped.
+pub const OWNER_TAG: &str = "tend.plugin.owner";
+/// Tokens of unloaded plugins remembered, to name the plugin in the refusal of a late call; an
+/// older one is refused all the same, only without the name.
+const RETIRED_TOKENS: usize = 1024;
 
 /// Where a plugin is in its life (`PluginState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +167,11 @@ pub(super) struct Inner {
     pub(super) socket_root: PathBuf,
     grace: Duration,
     max: usize,
+    /// The daemon's agents, for removing those a plugin spawned when it is unloaded.
+    agents: std::sync::OnceLock<crate::agent::Agents>,
     plugins: Mutex<BTreeMap<String, Arc<Plugin>>>,
+    /// (token, plugin name) of unloaded plugins, newest last, at most `RETIRED_TOKENS`.
+    retired: Mutex<std::collections::VecDeque<(String, String)>>,
     events: broadcast::Sender<Event>,
     shutting_down: AtomicBool,
 }
@@ -191,11 +205,18 @@ impl Loader {
                 socket_root,
                 grace,
                 max: MAX_PLUGINS,
+                agents: std::sync::OnceLock::new(),
                 plugins: Mutex::new(BTreeMap::new()),
+                retired: Mutex::new(std::collections::VecDeque::new()),
                 events: broadcast::channel(EVENTS).0,
                 shutting_down: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// The daemon's agents: those a plugin spawns are removed when it is unloaded.
+    pub fn set_agents(&self, agents: crate::agent::Agents) {
+        let _ = self.inner.agents.set(agents);
     }
 
     fn table(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Plugin>>> {
@@ -213,7 +234,7 @@ impl Loader {
         let name = spec.name.clone();
         let plugin = Arc::new(Plugin {
             spec,
-            token: format!("{:032x}", rand::random::<u128>()),
+            token: format!("{PLUGIN_TOKEN_PREFIX}{:032x}", rand::random::<u128>()),
             state: Mutex::new(State {
                 status: Status::Starting,
                 process: None,
@@ -328,6 +349,17 @@ impl Loader {
             .map(|p| p.spec.name.clone())
     }
 
+    /// The plugin a TEND_TOKEN was given to, once it is unloaded (among the last
+    /// `RETIRED_TOKENS`).
+    pub fn retired_token(&self, token: &str) -> Option<String> {
+        let retired = self.inner.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired
+            .iter()
+            .rev()
+            .find(|(t, _)| t == token)
+            .map(|(_, name)| name.clone())
+    }
+
     /// Plugin events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
@@ -372,6 +404,7 @@ impl Loader {
         let _ = self.inner.events.send(e);
     }
 
+    /// Out of the table, and its token with it: calls with the token are refused from now on.
     fn forget(&self, plugin: &Arc<Plugin>) {
         let mut table = self.table();
         if table
@@ -379,7 +412,53 @@ impl Loader {
             .is_some_and(|p| Arc::ptr_eq(p, plugin))
         {
             table.remove(&plugin.spec.name);
+            let mut retired = self.inner.retired.lock().unwrap_or_else(|e| e.into_inner());
+            if retired.len() >= RETIRED_TOKENS {
+                retired.pop_front();
+            }
+            retired.push_back((plugin.token.clone(), plugin.spec.name.clone()));
         }
+    }
+
+    /// Stop and remove what the plugin started through its callbacks (tagged `OWNER_TAG`):
+    /// SIGTERM to each group, SIGKILL after `grace`, all at once; then out of ProcessService.
+    /// Called once its token no longer works, so that nothing new is tagged meanwhile (a
+    /// plugin loaded again under the same name has not handshaken yet, let alone called back).
+    /// Agents first: a crew agent would restart a run stopped under it.
+    async fn remove_owned(&self, name: &str, grace: Duration) {
+        let owned = |tags: &BTreeMap<String, String>| {
+            tags.get(OWNER_TAG).is_some_and(|owner| owner == name)
+        };
+        if let Some(agents) = self.inner.agents.get() {
+            let theirs: Vec<String> = agents
+                .list()
+                .iter()
+                .filter(|a| owned(&a.spec.tags))
+                .map(|a| a.spec.name.clone())
+                .collect();
+            futures_util::future::join_all(theirs.iter().map(|a| agents.remove(a))).await;
+        }
+        let sup = &self.inner.sup;
+        let filter = crate::supervisor::ListFilter {
+            tags: [(OWNER_TAG.to_string(), name.to_string())].into(),
+            ..Default::default()
+        };
+        let owned = sup.list(&filter);
+        if owned.is_empty() {
+            return;
+        }
+        tracing::info!(
+            plugin = name,
+            count = owned.len(),
+            "stopping what the plugin started"
+        );
+        futures_util::future::join_all(owned.iter().map(|p| async move {
+            if p.running() {
+                sup.terminate(p, grace).await;
+            }
+            let _ = sup.remove(&p.id, true).await;
+        }))
+        .await;
     }
 
     fn stopping(&self) -> bool {
@@ -519,9 +598,12 @@ async fn drive(
         let Some(Command::Unload { grace, reply }) = cmd else {
             return;
         };
+        // The plugin first (its token still works while it shuts down, so it may clean up
+        // through the host itself), then what it started, which it can no longer restart.
         let stage = stop(&loader, &plugin, grace).await;
         end_run(&loader, &plugin).await;
         loader.forget(&plugin);
+        loader.remove_owned(&plugin.spec.name, grace).await;
         plugin.run.send_replace(None);
         {
             let mut s = plugin.state();

@@ -1,11 +1,10 @@
 //! The bearer token that TCP clients must present: generated into the state dir (0600) unless
-//! given, and checked by an interceptor on every TCP call.
+//! given, and checked on every TCP call by `caller::identify`.
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use rand::RngCore;
-use tonic::{Request, Status};
 
 use crate::error::{Error, Result};
 
@@ -84,53 +83,9 @@ pub fn load_or_create(given: Option<&str>, path: &Path) -> Result<String> {
     Ok(token)
 }
 
-/// An interceptor accepting only `authorization: Bearer <token>`.
-pub fn require(token: String) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
-    let want = format!("Bearer {token}");
-    move |req: Request<()>| {
-        let got = req
-            .metadata()
-            .get("authorization")
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if constant_time_eq(got, want.as_bytes()) {
-            Ok(req)
-        } else if got.is_empty() {
-            Err(Status::unauthenticated(
-                "this TCP listener needs `authorization: Bearer <token>`; the token is in the \
-                 daemon's state dir (token file)",
-            ))
-        } else {
-            Err(Status::unauthenticated("the bearer token is wrong"))
-        }
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_exact_bearer_token_passes() {
-        let check = require("s3cret-token-0123456789".into());
-        let with = |v: Option<&str>| {
-            let mut r = Request::new(());
-            if let Some(v) = v {
-                r.metadata_mut().insert("authorization", v.parse().unwrap());
-            }
-            check(r).map(drop).map_err(|s| s.code())
-        };
-        assert_eq!(with(Some("Bearer s3cret-token-0123456789")), Ok(()));
-        assert_eq!(
-            with(Some("Bearer s3cret-token-012345678")),
-            Err(tonic::Code::Unauthenticated)
-        );
-        assert_eq!(with(None), Err(tonic::Code::Unauthenticated));
-    }
 
     #[test]
     fn a_generated_token_is_private_and_reused() {

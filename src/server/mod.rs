@@ -2,6 +2,7 @@
 mod admission;
 mod auth;
 mod authority;
+pub mod caller;
 mod decode_errors;
 pub mod plugin_mode;
 mod socket;
@@ -149,6 +150,7 @@ pub async fn serve(
     runner.sweep_in_background();
     let streams = Streams::new(config.limits.max_streams);
     let loader = Loader::new(sup.clone(), dir, &socket_path, config.grace);
+    loader.set_agents(agents.clone());
     // Every service, once: the routers of every listener, health and reflection take them from
     // this list, so a new service is one line here.
     let mut services = Services::default();
@@ -197,9 +199,12 @@ pub async fn serve(
     let calls = admission::CallsLayer::new(config.limits.max_calls, config.limits.first_message);
     let mut servers = tokio::task::JoinSet::new();
     {
+        // Who calls (the owner, or a plugin with its token): see caller.rs.
+        let who = caller::identify(loader.clone(), None);
         let router = tuned(Server::builder())
             .layer(calls.clone())
             .layer(decode_errors::DecodeErrorsLayer)
+            .layer(InterceptorLayer::new(who))
             .add_routes(routes.clone());
         // Clients that send the socket's path as :authority: see authority.rs.
         let conns = admission::Connections::new(config.limits.max_connections, "unix");
@@ -218,7 +223,11 @@ pub async fn serve(
     for l in tcp {
         let addr = l.local_addr().map_err(|e| Error::io("local_addr", e))?;
         tcp_addrs.push(addr);
-        let check = auth::require(token.clone().expect("a token when listening on TCP"));
+        // The daemon's token, or a loaded plugin's (scoped): see caller.rs.
+        let check = caller::identify(
+            loader.clone(),
+            Some(token.clone().expect("a token when listening on TCP")),
+        );
         let router = tuned(Server::builder())
             .layer(calls.clone())
             .layer(decode_errors::DecodeErrorsLayer)

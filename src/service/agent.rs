@@ -17,6 +17,7 @@ use crate::agent::{Agents, IdleOutcome, NudgeOutcome};
 use crate::error::{quote, Error};
 use crate::pb;
 use crate::pb::agent_service_server::AgentService;
+use crate::server::caller::Caller;
 use crate::supervisor::Cursor;
 
 /// Largest nudge message.
@@ -54,7 +55,9 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::SpawnRequest>,
     ) -> Result<Response<pb::SpawnResponse>, Status> {
-        let spec = conv::spec(request.into_inner().spec)?;
+        let caller = Caller::of(&request);
+        let mut spec = conv::spec(request.into_inner().spec)?;
+        caller.tag(&mut spec.tags);
         // The spawn and the crew store's locked, fsynced update are blocking work: off the
         // async workers, which on two cores are half the daemon each.
         let agents = self.agents.clone();

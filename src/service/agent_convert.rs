@@ -53,6 +53,7 @@ pub fn spec(s: Option<pb::AgentSpec>) -> Result<AgentSpec> {
         policy,
         // As given: empty stays empty (the host), so the spec reads back as it was sent.
         environment: s.environment_id,
+        tags: Default::default(),
     })
 }
 

@@ -15,6 +15,7 @@ use crate::loader::spec::check_name;
 use crate::loader::Loader;
 use crate::pb;
 use crate::pb::loader_service_server::LoaderService;
+use crate::server::caller::Caller;
 use crate::supervisor::{Cursor, StreamKind};
 
 /// Largest Logs tail.
@@ -47,6 +48,7 @@ impl LoaderService for LoaderApi {
         &self,
         request: Request<pb::LoadRequest>,
     ) -> Result<Response<pb::LoadResponse>, Status> {
+        Caller::of(&request).owner_only("load or unload plugins")?;
         let spec = conv::spec(request.into_inner().spec, &self.limits)?;
         let info = self.loader.load(spec).await?;
         Ok(Response::new(pb::LoadResponse {
@@ -58,6 +60,7 @@ impl LoaderService for LoaderApi {
         &self,
         request: Request<pb::UnloadRequest>,
     ) -> Result<Response<pb::UnloadResponse>, Status> {
+        Caller::of(&request).owner_only("load or unload plugins")?;
         let r = request.into_inner();
         check_name("name", &r.name)?;
         let grace = r.grace_ms.map(|g| conv::grace("grace_ms", g)).transpose()?;

@@ -16,6 +16,7 @@ use super::stream::{
 use crate::error::Error;
 use crate::pb;
 use crate::pb::process_service_server::ProcessService;
+use crate::server::caller::Caller;
 use crate::supervisor::{view, Cursor, ListFilter, Process, Supervisor};
 
 /// The service over a supervisor.
@@ -103,10 +104,12 @@ impl ProcessService for ProcessApi {
         &self,
         request: Request<pb::StartRequest>,
     ) -> Result<Response<pb::StartResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let wait = convert::wait_ms("wait_timeout_ms", r.wait_timeout_ms)?;
         let opts = convert::view_options("output", r.output.as_ref())?;
-        let spec = convert::spec(r.spec, r.request_id, self.sup.limits())?;
+        let mut spec = convert::spec(r.spec, r.request_id, self.sup.limits())?;
+        caller.tag(&mut spec.tags);
         let sup = self.sup.clone();
         // Blocking work (the record's file write, the spawn): off the async workers.
         let p = tokio::task::spawn_blocking(move || sup.start(spec))
@@ -134,8 +137,10 @@ impl ProcessService for ProcessApi {
         &self,
         request: Request<pb::RunRequest>,
     ) -> Result<Response<Self::RunStream>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let spec = convert::spec(r.spec, r.request_id, self.sup.limits())?;
+        let mut spec = convert::spec(r.spec, r.request_id, self.sup.limits())?;
+        caller.tag(&mut spec.tags);
         let permit = self.streams.admit()?;
         let wrap = |e| pb::RunResponse { event: Some(e) };
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
