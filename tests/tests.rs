@@ -14,6 +14,7 @@ mod loader;
 mod messages;
 mod output;
 mod plugin_mode;
+mod plugins;
 mod pty;
 mod runner;
 mod validation;

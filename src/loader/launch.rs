@@ -206,6 +206,11 @@ fn environment(inner: &Inner, plugin: &Plugin, dir: &Path) -> BTreeMap<String, S
             .join(","),
     );
     env.insert("PLUGIN_UNIX_SOCKET_DIR".into(), dir.display().to_string());
+    // go-plugin before 1.5 ignores PLUGIN_UNIX_SOCKET_DIR and binds `ioutil.TempFile("",
+    // "plugin")`, i.e. in $TMPDIR: point that at the private directory too (unless the spec
+    // sets it), so the socket lands there, with a short path, and goes with the directory.
+    env.entry("TMPDIR".into())
+        .or_insert_with(|| dir.display().to_string());
     env.insert(
         "TEND_ADDR".into(),
         format!("unix://{}", inner.host_socket.display()),
