@@ -3,6 +3,7 @@ mod admission;
 mod auth;
 mod authority;
 mod decode_errors;
+mod forward;
 pub mod plugin_mode;
 mod socket;
 
@@ -197,8 +198,11 @@ pub async fn serve(
     let calls = admission::CallsLayer::new(config.limits.max_calls, config.limits.first_message);
     let mut servers = tokio::task::JoinSet::new();
     {
+        // Calls with a `tend-plugin` header go to that plugin (forward.rs): admitted like any
+        // call, and past decode_errors, which is for tend's own services.
         let router = tuned(Server::builder())
             .layer(calls.clone())
+            .layer(forward::ForwardLayer::new(loader.clone()))
             .layer(decode_errors::DecodeErrorsLayer)
             .add_routes(routes.clone());
         // Clients that send the socket's path as :authority: see authority.rs.
@@ -221,8 +225,9 @@ pub async fn serve(
         let check = auth::require(token.clone().expect("a token when listening on TCP"));
         let router = tuned(Server::builder())
             .layer(calls.clone())
-            .layer(decode_errors::DecodeErrorsLayer)
             .layer(InterceptorLayer::new(check))
+            .layer(forward::ForwardLayer::behind_token(loader.clone()))
+            .layer(decode_errors::DecodeErrorsLayer)
             .add_routes(routes.clone());
         // serve_with_incoming ignores the builder's tcp_nodelay: without it, Nagle holds small
         // events (a keystroke's echo) back until the peer's delayed ACK.
