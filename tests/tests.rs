@@ -7,6 +7,7 @@ mod cli;
 mod daemon;
 mod exec;
 mod fault;
+mod forward;
 mod io;
 mod lifecycle;
 mod loader;
