@@ -12,10 +12,13 @@
 //! (g) In a Docker environment: `Run` of `/bin/true` vs `docker exec CONTAINER /bin/true` (the
 //!     CLI), and 100 MB through a lossless `Run` vs `docker exec CONTAINER cat FILE | wc -c`.
 //! (h) `Run` of `/bin/true` in a materialised Nix environment vs the same `Run` on the host.
+//! (i) A unary `Get` of a loaded plugin through tend (the `tend-plugin` header) vs direct to the
+//!     plugin's socket, interleaved (forward_bench.rs).
 //!
 //! It prints medians and ratios, and PASS/MISS per target. It asserts nothing about time and
 //! exits 0 whether targets are met or not: a benchmark reports, the tests decide.
 mod env_bench;
+mod forward_bench;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -977,6 +980,13 @@ async fn bench() {
         (None, None)
     };
 
+    let i = if on("i") {
+        let d = Daemon::start(&[]).await;
+        forward_bench::bench_forward(&d.socket).await
+    } else {
+        None
+    };
+
     if let Some(a) = a {
         report_run(&a);
     }
@@ -991,6 +1001,9 @@ async fn bench() {
     }
     if let Some(h) = h {
         env_bench::report_nix(&h);
+    }
+    if let Some(i) = i {
+        forward_bench::report_forward(&i);
     }
     if let Some(b) = b {
         report_stream(&b);

@@ -8,6 +8,7 @@ mod cli;
 mod daemon;
 mod exec;
 mod fault;
+mod forward;
 mod io;
 mod lifecycle;
 mod loader;

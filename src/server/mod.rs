@@ -4,6 +4,7 @@ mod auth;
 mod authority;
 pub mod caller;
 mod decode_errors;
+mod forward;
 pub mod plugin_mode;
 mod socket;
 
@@ -199,12 +200,15 @@ pub async fn serve(
     let calls = admission::CallsLayer::new(config.limits.max_calls, config.limits.first_message);
     let mut servers = tokio::task::JoinSet::new();
     {
-        // Who calls (the owner, or a plugin with its token): see caller.rs.
+        // Who calls (the owner, or a plugin with its token): see caller.rs. Calls with a
+        // `tend-plugin` header then go to that plugin (forward.rs): admitted like any call, and
+        // past decode_errors, which is for tend's own services.
         let who = caller::identify(loader.clone(), None);
         let router = tuned(Server::builder())
             .layer(calls.clone())
-            .layer(decode_errors::DecodeErrorsLayer)
             .layer(InterceptorLayer::new(who))
+            .layer(forward::ForwardLayer::new(loader.clone()))
+            .layer(decode_errors::DecodeErrorsLayer)
             .add_routes(routes.clone());
         // Clients that send the socket's path as :authority: see authority.rs.
         let conns = admission::Connections::new(config.limits.max_connections, "unix");
@@ -230,8 +234,9 @@ pub async fn serve(
         );
         let router = tuned(Server::builder())
             .layer(calls.clone())
-            .layer(decode_errors::DecodeErrorsLayer)
             .layer(InterceptorLayer::new(check))
+            .layer(forward::ForwardLayer::behind_token(loader.clone()))
+            .layer(decode_errors::DecodeErrorsLayer)
             .add_routes(routes.clone());
         // serve_with_incoming ignores the builder's tcp_nodelay: without it, Nagle holds small
         // events (a keystroke's echo) back until the peer's delayed ACK.
