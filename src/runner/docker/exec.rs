@@ -265,6 +265,8 @@ impl DockerEnv {
             }
         };
         let (over, over_rx) = watch::channel(false);
+        // Resizes under way (a terminal's): input waits for them.
+        let resizing = Arc::new(watch::channel(0u32).0);
         let last_signal = Arc::new(AtomicI32::new(0));
         let group = ExecGroup {
             engine: self.engine.clone(),
@@ -315,7 +317,12 @@ impl DockerEnv {
         }
         let stdin = match stdin_pipe {
             Some((read, write)) => {
-                let forward = attach::forward_stdin(read, input, tty.is_some(), over_rx.clone());
+                let forward = attach::forward_stdin(
+                    read,
+                    input,
+                    tty.map(|_| resizing.subscribe()),
+                    over_rx.clone(),
+                );
                 tokio::spawn(forward);
                 Some(write)
             }
@@ -336,6 +343,7 @@ impl DockerEnv {
                 engine: self.engine.clone(),
                 exec: exec.clone(),
                 runtime: tokio::runtime::Handle::current(),
+                resizing,
             }) as Box<dyn Terminal>
         });
         Ok(Launched {
