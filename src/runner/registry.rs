@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use super::docker::{DockerEnv, DockerSettings, Engine};
+use super::docker::{remove_fifo_dir, DockerEnv, DockerSettings, Engine};
 use super::nix;
 use super::progress::{Progress, Sink};
 use crate::error::{quote, Error, Result};
@@ -107,6 +107,8 @@ pub struct Runner {
 struct Inner {
     sup: Supervisor,
     nix_cache: PathBuf,
+    /// Each Docker environment's FIFO directory is `<docker_dir>/<id>`.
+    docker_dir: PathBuf,
     table: Mutex<Table>,
     /// When the daemon started: the built-in native environment's creation.
     started: SystemTime,
@@ -161,6 +163,7 @@ impl Runner {
         let inner = Arc::new(Inner {
             sup: sup.clone(),
             nix_cache: state_dir.join("nix"),
+            docker_dir: state_dir.join("docker"),
             table: Mutex::new(Table::default()),
             started: SystemTime::now(),
         });
@@ -390,8 +393,11 @@ impl Runner {
                     engine.remove_container(&c).await?;
                 }
                 sink(Progress::line("create", "creating the container"));
-                let container = engine.create_container(&env.id, settings).await?;
-                let ready = DockerEnv::new(engine, container.clone(), settings);
+                let fifo_dir = self.inner.docker_dir.join(&env.id);
+                let container = engine
+                    .create_container(&env.id, settings, Some(&fifo_dir))
+                    .await?;
+                let ready = DockerEnv::new(engine, container.clone(), settings, Some(fifo_dir));
                 Ok((Arc::new(ready), Some(container)))
             }
             Kind::Nix => {
@@ -454,6 +460,10 @@ impl Runner {
             let engine = Engine::connect().await?;
             engine.remove_container(&c).await?;
             removed = true;
+        }
+        if env.resolved == Kind::Docker {
+            let dir = self.inner.docker_dir.join(&env.id);
+            let _ = tokio::task::spawn_blocking(move || remove_fifo_dir(&dir)).await;
         }
         let mut table = self.table();
         table.envs.remove(&env.id);
@@ -598,9 +608,15 @@ impl Runner {
             .values()
             .filter_map(|e| e.live().container.take())
             .collect();
-        if containers.is_empty() {
-            return;
+        if !containers.is_empty() {
+            self.remove_containers(containers).await;
         }
+        // The containers' FIFO directories (a container that outlives them keeps its mount).
+        let dir = self.inner.docker_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || remove_fifo_dir(&dir)).await;
+    }
+
+    async fn remove_containers(&self, containers: Vec<String>) {
         let removing = async {
             let engine = Engine::connect().await?;
             futures_util::future::join_all(containers.iter().map(|c| engine.remove_container(c)))

@@ -204,6 +204,27 @@ impl Stream for Output {
     }
 }
 
+/// Copy `read` to `input`, each read once no resize is under way.
+async fn copy(
+    read: &mut tokio::net::unix::pipe::Receiver,
+    input: &mut Input,
+    mut resizing: Option<watch::Receiver<u32>>,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = read.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if let Some(r) = &mut resizing {
+            // Its sender gone: the terminal is, and no resize can come any more.
+            let _ = r.wait_for(|n| *n == 0).await;
+        }
+        input.write_all(&buf[..n]).await?;
+        input.flush().await?;
+    }
+}
+
 /// Whether `over` says the output ended (false when it was dropped unread).
 pub(super) async fn output_over(over: &mut watch::Receiver<bool>) -> bool {
     over.wait_for(|o| *o).await.is_ok()
@@ -214,12 +235,16 @@ pub(super) async fn output_over(over: &mut watch::Receiver<bool>) -> bool {
 /// A terminal's input is kept open until the output ends instead: when a TTY exec's input
 /// ends, the engine ends its output too (seen: `echo before; sleep 1; echo after` lost
 /// "after"), and a program on a terminal sees end of input only as the ^D it is sent anyway.
+///
+/// A terminal's input (`resizing`, the count of its resizes under way) waits while a resize
+/// is under way: the engine's resize call and this connection are not ordered otherwise.
 pub(super) async fn forward_stdin(
     read: OwnedFd,
     mut input: Input,
-    tty: bool,
+    resizing: Option<watch::Receiver<u32>>,
     mut over: watch::Receiver<bool>,
 ) {
+    let tty = resizing.is_some();
     // from_owned_fd sets O_NONBLOCK on the read end's open file description only; the write
     // end that the supervisor holds is its own.
     let mut read = match tokio::net::unix::pipe::Receiver::from_owned_fd(read) {
@@ -230,7 +255,7 @@ pub(super) async fn forward_stdin(
         }
     };
     tokio::select! {
-        copied = tokio::io::copy(&mut read, &mut input) => {
+        copied = copy(&mut read, &mut input, resizing) => {
             if let Err(e) = copied {
                 tracing::debug!(error = %e, "a container process's stdin ended early");
             }

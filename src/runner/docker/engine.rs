@@ -1,5 +1,6 @@
 //! The connection to a Docker engine, and the containers that environments live in.
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use bollard::query_parameters::{
 };
 use bollard::{ClientVersion, Docker, API_DEFAULT_VERSION};
 
+use super::fifo;
 use super::settings::{name_part, DockerSettings};
 use crate::error::{Error, Result};
 use crate::supervisor::records::Owner;
@@ -210,18 +212,46 @@ impl Engine {
         }
     }
 
+    /// Whether the engine runs on this host (a unix socket), so that a host directory
+    /// bind-mounted into its containers may carry FIFOs (`fifo`).
+    pub(super) fn is_local(&self) -> bool {
+        self.host.starts_with("unix://")
+    }
+
     /// Create and start the container of environment `environment_id`, labelled with this
     /// daemon as its owner so that a sweep can remove it once this daemon is gone.
+    ///
+    /// With `fifo_dir`, and an engine on this host, that directory is made afresh and
+    /// bind-mounted at `/.tend` for the FIFOs of the processes' output and input (`fifo`);
+    /// the caller removes it with the container (`remove_fifo_dir`).
     pub async fn create_container(
         &self,
         environment_id: &str,
         settings: &DockerSettings,
+        fifo_dir: Option<&Path>,
     ) -> Result<String> {
-        // File work (the mounts' host paths, /proc): off the async workers.
+        let fifo_dir = fifo_dir
+            .filter(|_| self.is_local())
+            .filter(|_| {
+                !settings
+                    .mounts
+                    .iter()
+                    .any(|m| m.container_path == fifo::TARGET)
+            })
+            .map(Path::to_path_buf);
+        // File work (the mounts' host paths, /proc, the FIFO directory): off the async workers.
         let checked = settings.clone();
-        let owner = tokio::task::spawn_blocking(move || {
+        let making = fifo_dir.clone();
+        let (owner, fifo_dir) = tokio::task::spawn_blocking(move || {
             checked.validate()?;
-            Owner::current()
+            let fifo_dir = making.filter(|dir| match fifo::make_dir(dir) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot make a FIFO directory; output goes through the engine");
+                    false
+                }
+            });
+            Ok::<_, Error>((Owner::current()?, fifo_dir))
         })
         .await
         .map_err(|e| Error::Internal(format!("create container: {e}")))??;
@@ -234,7 +264,7 @@ impl Engine {
             (LABEL_OWNER.to_string(), owner.label()),
             (LABEL_ENVIRONMENT.to_string(), environment_id.to_string()),
         ]);
-        let mounts = settings
+        let mut mounts: Vec<_> = settings
             .mounts
             .iter()
             .map(|m| bollard::models::Mount {
@@ -245,6 +275,15 @@ impl Engine {
                 ..Default::default()
             })
             .collect();
+        if let Some(dir) = &fifo_dir {
+            mounts.push(bollard::models::Mount {
+                typ: Some(MountType::BIND),
+                source: Some(dir.to_string_lossy().into_owned()),
+                target: Some(fifo::TARGET.to_string()),
+                read_only: Some(false),
+                ..Default::default()
+            });
+        }
         let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
         for p in &settings.ports {
             port_bindings

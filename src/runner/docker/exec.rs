@@ -5,7 +5,8 @@
 //! prints its PID and process group as the first line of output, and execs the program as the
 //! leader of a group of its own. Signals are then `kill` run by a second, short exec.
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicI32;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,20 +18,27 @@ use tokio::sync::watch;
 
 use super::attach::{self, kind_of, Output};
 use super::engine::Engine;
+use super::fifo::{self, Fifos};
 use super::group::{self, ExecGroup, ExecTerminal};
 use super::settings::DockerSettings;
 use crate::error::{clip, quote, Error, Result};
-use crate::supervisor::environment::{BoxFuture, Environment, Io, Launched, Terminal};
+use crate::supervisor::environment::{BoxFuture, Environment, Group, Io, Launched, Terminal};
 use crate::supervisor::output::StreamKind;
 use crate::supervisor::spec::{Spec, NON_INTERACTIVE_ENV};
 
-/// Runs as `sh -c WRAPPER tend-exec ROWS COLS N [NAME=VALUE × N] PROGRAM ARGS…`. ROWS and COLS
-/// are `-` without a terminal; N is `-` when the program gets the exec's environment (the
+/// Runs as `sh -c WRAPPER tend-exec ROWS COLS FIFO IN N [NAME=VALUE × N] PROGRAM ARGS…`. ROWS
+/// and COLS are `-` without a terminal; FIFO is `-`, or the prefix of the FIFOs (`fifo`) that
+/// the program's stdout and stderr (`FIFO.out`, `FIFO.err`) and, when IN is `in`, its stdin
+/// (`FIFO.in`) are to be; N is `-` when the program gets the exec's environment (the
 /// container's, with the exec's variables over it), else the count of the only variables it
 /// gets (`clear_env`). Its first line of output is `PID PGID`, or `!127 PATH` / `!126 PATH`
 /// when the program is missing or not executable (the codes a shell gives), before anything of
 /// the program's own.
 ///
+/// - With FIFOs, the first line goes to the exec's own stdout (kept as fd 3) only once the
+///   FIFOs are open, which tells the daemon it may let go of its holds on them; fd 3 is closed
+///   for the program, so the exec's output ends there (the exit is then seen by the FIFOs'
+///   hang-up, `fifo::watch_hangup`).
 /// - The program is looked up as execvp does, in the wrapper's own shell (no fork), so a
 ///   missing one fails the launch up front instead of as an exit code.
 /// - With a terminal, `stty` sets its size before the program starts: the engine's resize call
@@ -43,7 +51,7 @@ use crate::supervisor::spec::{Spec, NON_INTERACTIVE_ENV};
 ///   not a group leader already: setsid(1) forks when the caller leads a group, which would
 ///   change the PID and let the parent exit. Without `setsid` the program stays in the
 ///   wrapper's group, which is reported, and then only the leader is signalled.
-const WRAPPER: &str = r#"r=$1 c=$2 n=$3; shift 3
+const WRAPPER: &str = r#"r=$1 c=$2 o=$3 s=$4 n=$5; shift 5
 if [ "$n" = - ]; then
   a=$1; p=${PATH-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}
 else
@@ -70,10 +78,12 @@ if [ "$n" != - ]; then set -- env -i "$@"
 else case $a in *=*) ;; *)
   command -v env >/dev/null 2>&1 && set -- env -u SHLVL -u PWD -- "$@" ;; esac
 fi
+if [ "$o" = - ]; then exec 3>&1
+else exec 3>&1 >"$o.out" 2>"$o.err"; [ "$s" = - ] || exec <"$o.in"; fi
 read -r _ _ _ _ g _ </proc/self/stat
-if [ "$g" = $$ ]; then echo "$$ $$"; exec "$@"; fi
-if command -v setsid >/dev/null 2>&1; then echo "$$ $$"; exec setsid "$@"; fi
-echo "$$ $g"; exec "$@""#;
+if [ "$g" = $$ ]; then echo "$$ $$" >&3; exec "$@" 3>&-; fi
+if command -v setsid >/dev/null 2>&1; then echo "$$ $$" >&3; exec setsid "$@" 3>&-; fi
+echo "$$ $g" >&3; exec "$@" 3>&-"#;
 
 /// Docker's default detach keys (ctrl-p ctrl-q) would end a TTY exec's input when a program is
 /// sent them; an exec cannot be without detach keys, so they are a sequence nobody types. (The
@@ -89,15 +99,73 @@ pub struct DockerEnv {
     engine: Engine,
     container: String,
     user: Option<String>,
+    /// The host directory of FIFOs bind-mounted into the container, if any.
+    fifo: Option<FifoDir>,
+}
+
+/// The host side of a container's `/.tend`.
+struct FifoDir {
+    dir: PathBuf,
+    /// Whether its FIFOs reach the container's processes, once probed (`fifo::probe`).
+    works: tokio::sync::OnceCell<bool>,
+    /// Numbers the FIFOs' names.
+    next: AtomicU64,
 }
 
 impl DockerEnv {
-    /// Processes in `container` (made by `Engine::create_container` from `settings`).
-    pub fn new(engine: Engine, container: String, settings: &DockerSettings) -> DockerEnv {
+    /// Processes in `container` (made by `Engine::create_container` from `settings`), their
+    /// non-terminal output and input through FIFOs in `fifo_dir` (the one given to
+    /// `create_container`) when those work; `None` sends all through the engine.
+    pub fn new(
+        engine: Engine,
+        container: String,
+        settings: &DockerSettings,
+        fifo_dir: Option<PathBuf>,
+    ) -> DockerEnv {
         DockerEnv {
+            fifo: fifo_dir.filter(|_| engine.is_local()).map(|dir| FifoDir {
+                dir,
+                works: tokio::sync::OnceCell::new(),
+                next: AtomicU64::new(0),
+            }),
             engine,
             container,
             user: settings.user.clone(),
+        }
+    }
+
+    /// FIFOs for a process without a terminal (`stdin`: with its input too), when the fast
+    /// path is there; else its I/O goes through the engine. The first call probes.
+    async fn fifos(&self, stdin: bool) -> Option<Fifos> {
+        let f = self.fifo.as_ref()?;
+        let works = f
+            .works
+            .get_or_init(|| async {
+                match fifo::probe(&self.engine, &self.container, self.user.clone(), &f.dir).await {
+                    Ok(()) => true,
+                    Err(why) => {
+                        tracing::info!(
+                            container = short(&self.container),
+                            why,
+                            "FIFOs do not reach the container; output goes through the engine"
+                        );
+                        false
+                    }
+                }
+            })
+            .await;
+        if !*works {
+            return None;
+        }
+        let name = format!("p{}", f.next.fetch_add(1, Ordering::Relaxed));
+        // A few syscalls on a local directory; launches run off the async workers
+        // (the supervisor's `block_in_place`).
+        match Fifos::make(&f.dir, &name, stdin) {
+            Ok(fifos) => Some(fifos),
+            Err(e) => {
+                tracing::warn!(dir = %f.dir.display(), error = %e, "cannot make FIFOs; output goes through the engine");
+                None
+            }
         }
     }
 
@@ -136,14 +204,18 @@ impl DockerEnv {
             ));
         }
         let tty = spec.pty;
-        let attach_stdin = spec.stdin || tty.is_some();
+        let fifos = match tty {
+            None => self.fifos(spec.stdin).await,
+            Some(_) => None,
+        };
+        let attach_stdin = tty.is_some() || (spec.stdin && fifos.is_none());
         // Made before the exec starts, so that nothing can fail between its start and its
         // return to the supervisor, which would leave it running untracked.
         let stdin_pipe = attach_stdin
             .then(|| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))
             .transpose()
             .map_err(|e| Error::io("pipe for stdin", e.into()))?;
-        let config = self.exec_config(spec, cwd.clone());
+        let config = self.exec_config(spec, cwd.clone(), fifos.as_ref());
         let docker = &self.engine.docker;
         let exec = docker
             .create_exec(&self.container, config)
@@ -193,9 +265,64 @@ impl DockerEnv {
             }
         };
         let (over, over_rx) = watch::channel(false);
+        // Resizes under way (a terminal's): input waits for them.
+        let resizing = Arc::new(watch::channel(0u32).0);
+        let last_signal = Arc::new(AtomicI32::new(0));
+        let group = ExecGroup {
+            engine: self.engine.clone(),
+            container: self.container.clone(),
+            exec: exec.clone(),
+            pid,
+            own_group: pgid == pid,
+            last_signal: last_signal.clone(),
+        };
+        if let Some(fifos) = fifos {
+            // The wrapper has its ends open (it said so only after opening them).
+            let (stdout, stderr, stdin) = match fifos.opened() {
+                Ok(ends) => ends,
+                Err(e) => {
+                    // Started, but not to be tracked: it must not run on.
+                    group.kill().await;
+                    return Err(Error::io("open a container process's FIFOs", e));
+                }
+            };
+            if let Err(e) = fifo::watch_hangup(&stdout, &stderr, over) {
+                // The exit is then seen by asking the engine every so often.
+                tracing::warn!(error = %e, "cannot watch a container process's FIFOs");
+            }
+            for (kind, b) in pending {
+                tracing::debug!(?kind, text = %String::from_utf8_lossy(&b), "a container process's wrapper said more");
+            }
+            drop(input);
+            // Nothing more comes this way (fd 3 is closed for the program), but the exec is
+            // not to be held up by an unread connection.
+            tokio::spawn(async move {
+                while let Some(Ok(out)) = output.next().await {
+                    if let Some((_, b)) = kind_of(out, false) {
+                        tracing::debug!(text = %String::from_utf8_lossy(&b), "a container process's wrapper said more");
+                    }
+                }
+            });
+            let exit = group::wait_exit(self.engine.clone(), exec, over_rx, last_signal);
+            return Ok(Launched {
+                pid,
+                io: Io::Pipes {
+                    stdin,
+                    stdout,
+                    stderr,
+                },
+                exit: Box::pin(exit),
+                group: Arc::new(group),
+            });
+        }
         let stdin = match stdin_pipe {
             Some((read, write)) => {
-                let forward = attach::forward_stdin(read, input, tty.is_some(), over_rx.clone());
+                let forward = attach::forward_stdin(
+                    read,
+                    input,
+                    tty.map(|_| resizing.subscribe()),
+                    over_rx.clone(),
+                );
                 tokio::spawn(forward);
                 Some(write)
             }
@@ -210,28 +337,15 @@ impl DockerEnv {
             tty: tty.is_some(),
             over,
         };
-        let last_signal = Arc::new(AtomicI32::new(0));
-        let exit = group::wait_exit(
-            self.engine.clone(),
-            exec.clone(),
-            over_rx,
-            last_signal.clone(),
-        );
+        let exit = group::wait_exit(self.engine.clone(), exec.clone(), over_rx, last_signal);
         let terminal = tty.map(|_| {
             Box::new(ExecTerminal {
                 engine: self.engine.clone(),
                 exec: exec.clone(),
                 runtime: tokio::runtime::Handle::current(),
+                resizing,
             }) as Box<dyn Terminal>
         });
-        let group = ExecGroup {
-            engine: self.engine.clone(),
-            container: self.container.clone(),
-            exec,
-            pid,
-            own_group: pgid == pid,
-            last_signal,
-        };
         Ok(Launched {
             pid,
             io: Io::Stream {
@@ -245,7 +359,7 @@ impl DockerEnv {
     }
 
     /// The exec of `spec`: the wrapper and the program, attached, with the exec's variables.
-    fn exec_config(&self, spec: &Spec, cwd: Option<String>) -> ExecConfig {
+    fn exec_config(&self, spec: &Spec, cwd: Option<String>, fifos: Option<&Fifos>) -> ExecConfig {
         let tty = spec.pty;
         let env = exec_env(spec);
         let mut cmd: Vec<String> = ["/bin/sh", "-c", WRAPPER, "tend-exec"]
@@ -253,6 +367,13 @@ impl DockerEnv {
             .into();
         match tty {
             Some(s) => cmd.extend([s.rows.to_string(), s.cols.to_string()]),
+            None => cmd.extend(["-".to_string(), "-".to_string()]),
+        }
+        match fifos {
+            Some(f) => cmd.extend([
+                f.target.clone(),
+                if spec.stdin { "in" } else { "-" }.to_string(),
+            ]),
             None => cmd.extend(["-".to_string(), "-".to_string()]),
         }
         if spec.clear_env {
@@ -264,7 +385,7 @@ impl DockerEnv {
         }
         cmd.extend(spec.argv.iter().cloned());
         ExecConfig {
-            attach_stdin: Some(spec.stdin || tty.is_some()),
+            attach_stdin: Some(tty.is_some() || (spec.stdin && fifos.is_none())),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(tty.is_some()),

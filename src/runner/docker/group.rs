@@ -124,17 +124,23 @@ pub(super) struct ExecTerminal {
     pub(super) engine: Engine,
     pub(super) exec: String,
     pub(super) runtime: tokio::runtime::Handle,
+    /// How many resizes are under way; the terminal's input waits until none is, so that
+    /// what a client types after a resize reaches a program that sees the new size.
+    pub(super) resizing: Arc<watch::Sender<u32>>,
 }
 
 impl Terminal for ExecTerminal {
     fn resize(&mut self, size: PtySize) -> std::result::Result<(), String> {
         let engine = self.engine.clone();
         let exec = self.exec.clone();
+        let resizing = self.resizing.clone();
+        resizing.send_modify(|n| *n += 1);
         // The call is synchronous; the engine's answer is logged when it fails.
         self.runtime.spawn(async move {
             if let Err(e) = resize(&engine, &exec, size).await {
                 tracing::warn!(exec, error = %e, "cannot resize a container process's terminal");
             }
+            resizing.send_modify(|n| *n -= 1);
         });
         Ok(())
     }

@@ -5,6 +5,7 @@
 mod attach;
 mod engine;
 mod exec;
+mod fifo;
 mod group;
 mod image;
 mod settings;
@@ -14,5 +15,6 @@ mod tests;
 
 pub use engine::{Engine, DEFAULT_HOST, LABEL_ENVIRONMENT, LABEL_OWNER};
 pub use exec::DockerEnv;
+pub use fifo::remove_dir as remove_fifo_dir;
 pub use settings::{DockerSettings, Mount, PortMapping};
 pub use sweep::Swept;

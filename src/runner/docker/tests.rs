@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use super::*;
 use crate::error::Error;
 use crate::runner::progress::Progress;
-use crate::supervisor::environment::{Environment, Io, Launched};
+use crate::supervisor::environment::{Environment, Io, Launched, Terminal};
 use crate::supervisor::output::StreamKind;
 use crate::supervisor::reaper::Ended;
 use crate::supervisor::records::Owner;
@@ -40,25 +40,91 @@ struct Container {
     engine: Engine,
     id: String,
     env: DockerEnv,
+    /// Its FIFO directory's parent (a daemon's state directory).
+    _state: tempfile::TempDir,
 }
+
+/// The way a process's output and input go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// FIFOs in a directory mounted into the container (what a local engine gets).
+    Fifo,
+    /// The engine's attach stream (a remote engine, a terminal, the fallback).
+    Stream,
+}
+
+const BOTH: [Path; 2] = [Path::Fifo, Path::Stream];
 
 impl Container {
     async fn new(name: &str) -> Container {
         Container::with(name, settings()).await
     }
 
+    async fn on(name: &str, path: Path) -> Container {
+        Container::with_path(name, settings(), path).await
+    }
+
     async fn with(name: &str, settings: DockerSettings) -> Container {
+        Container::with_path(name, settings, Path::Fifo).await
+    }
+
+    async fn with_path(name: &str, settings: DockerSettings, path: Path) -> Container {
         let engine = Engine::connect().await.expect("connect");
         engine
             .ensure_image(&settings, &|_| {})
             .await
             .expect("the test image (scripts/docker-up builds it)");
+        let state = tempfile::tempdir().unwrap();
+        let dir = state.path().join("docker").join(name);
         let id = engine
-            .create_container(&format!("test-{name}"), &settings)
+            .create_container(&format!("test-{name}"), &settings, Some(&dir))
             .await
             .expect("create container");
-        let env = DockerEnv::new(engine.clone(), id.clone(), &settings);
-        Container { engine, id, env }
+        let fifo = (path == Path::Fifo).then_some(dir);
+        let env = DockerEnv::new(engine.clone(), id.clone(), &settings, fifo);
+        Container {
+            engine,
+            id,
+            env,
+            _state: state,
+        }
+    }
+}
+
+type Chunks = futures_util::stream::BoxStream<'static, (StreamKind, Bytes)>;
+
+/// A process's output as one stream of chunks (host pipes read as they come), its stdin, and
+/// its terminal.
+fn streams(
+    io: Io,
+) -> (
+    Chunks,
+    Option<std::os::fd::OwnedFd>,
+    Option<Box<dyn Terminal>>,
+) {
+    match io {
+        Io::Stream {
+            output,
+            stdin,
+            terminal,
+        } => (output, stdin, terminal),
+        Io::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            let read = |fd, kind| {
+                let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(fd).unwrap();
+                tokio_util::io::ReaderStream::with_capacity(rx, 256 * 1024)
+                    .map(move |b| (kind, b.expect("read")))
+            };
+            let output = futures_util::stream::select(
+                read(stdout, StreamKind::Stdout),
+                read(stderr, StreamKind::Stderr),
+            );
+            (output.boxed(), stdin, None)
+        }
+        Io::Pty { .. } => panic!("a container process has no host PTY"),
     }
 }
 
@@ -104,9 +170,7 @@ struct Ran {
 }
 
 async fn collect(launched: Launched) -> (Ran, Ended) {
-    let Io::Stream { mut output, .. } = launched.io else {
-        panic!("a container process has stream I/O");
-    };
+    let (mut output, _, _) = streams(launched.io);
     let mut ran = Ran::default();
     while let Some((kind, bytes)) = output.next().await {
         match kind {
@@ -310,53 +374,55 @@ async fn stdout_and_stderr_come_apart_with_the_exit_code() {
     if !have_engine() {
         return;
     }
-    let c = Container::new("apart").await;
-    let (ran, ended) = run(
-        &c.env,
-        spec(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
-    )
-    .await;
-    assert_eq!(ended, Ended::Code(3));
-    assert_eq!(ran.stdout, b"out\n");
-    assert_eq!(ran.stderr, b"err\n");
-    assert!(ran.pty.is_empty());
+    for path in BOTH {
+        let c = Container::on("apart", path).await;
+        let (ran, ended) = run(
+            &c.env,
+            spec(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
+        )
+        .await;
+        assert_eq!(ended, Ended::Code(3));
+        assert_eq!(ran.stdout, b"out\n");
+        assert_eq!(ran.stderr, b"err\n");
+        assert!(ran.pty.is_empty());
 
-    // Early output on both streams, beside the wrapper's first line.
-    let (ran, _) = run(&c.env, spec(&["sh", "-c", "echo e >&2; echo o"])).await;
-    assert_eq!(
-        (ran.stdout.as_slice(), ran.stderr.as_slice()),
-        (&b"o\n"[..], &b"e\n"[..])
-    );
+        // Early output on both streams, beside the wrapper's first line.
+        let (ran, _) = run(&c.env, spec(&["sh", "-c", "echo e >&2; echo o"])).await;
+        assert_eq!(
+            (ran.stdout.as_slice(), ran.stderr.as_slice()),
+            (&b"o\n"[..], &b"e\n"[..])
+        );
 
-    // A shell's own 127 comes through as a code; the variables are the exec's.
-    let (ran, ended) = run(&c.env, spec(&["sh", "-c", "nope-not-here"])).await;
-    assert_eq!(ended, Ended::Code(127), "{ran:?}");
-    let mut s = spec(&["sh", "-c", "echo $TERM $PAGER $FROM_CLIENT $PATH"]);
-    s.env.insert("FROM_CLIENT".into(), "yes".into());
-    let (ran, _) = run(&c.env, s).await;
-    assert_eq!(ran.stdout, b"dumb cat yes /bin\n");
-    // clear_env: nothing of the container's, only the non-interactive set and the client's.
-    let mut s = spec(&["/bin/env"]);
-    s.clear_env = true;
-    s.env.insert("ONLY".into(), "this".into());
-    let (ran, ended) = run(&c.env, s).await;
-    assert_eq!(ended, Ended::Code(0));
-    let text = String::from_utf8(ran.stdout).unwrap();
-    assert!(
-        text.contains("ONLY=this") && text.contains("TERM=dumb"),
-        "{text}"
-    );
-    for gone in ["PATH=", "SHLVL=", "PWD=", "HOSTNAME="] {
-        assert!(!text.contains(gone), "{text}");
+        // A shell's own 127 comes through as a code; the variables are the exec's.
+        let (ran, ended) = run(&c.env, spec(&["sh", "-c", "nope-not-here"])).await;
+        assert_eq!(ended, Ended::Code(127), "{ran:?}");
+        let mut s = spec(&["sh", "-c", "echo $TERM $PAGER $FROM_CLIENT $PATH"]);
+        s.env.insert("FROM_CLIENT".into(), "yes".into());
+        let (ran, _) = run(&c.env, s).await;
+        assert_eq!(ran.stdout, b"dumb cat yes /bin\n");
+        // clear_env: nothing of the container's, only the non-interactive set and the client's.
+        let mut s = spec(&["/bin/env"]);
+        s.clear_env = true;
+        s.env.insert("ONLY".into(), "this".into());
+        let (ran, ended) = run(&c.env, s).await;
+        assert_eq!(ended, Ended::Code(0));
+        let text = String::from_utf8(ran.stdout).unwrap();
+        assert!(
+            text.contains("ONLY=this") && text.contains("TERM=dumb"),
+            "{text}"
+        );
+        for gone in ["PATH=", "SHLVL=", "PWD=", "HOSTNAME="] {
+            assert!(!text.contains(gone), "{text}");
+        }
+        // Otherwise the container's variables, and none the wrapper's shell made.
+        let (ran, _) = run(&c.env, spec(&["env"])).await;
+        let text = String::from_utf8(ran.stdout).unwrap();
+        assert!(
+            text.contains("PATH=/bin\n") && text.contains("HOSTNAME="),
+            "{text}"
+        );
+        assert!(!text.contains("SHLVL=") && !text.contains("PWD="), "{text}");
     }
-    // Otherwise the container's variables, and none the wrapper's shell made.
-    let (ran, _) = run(&c.env, spec(&["env"])).await;
-    let text = String::from_utf8(ran.stdout).unwrap();
-    assert!(
-        text.contains("PATH=/bin\n") && text.contains("HOSTNAME="),
-        "{text}"
-    );
-    assert!(!text.contains("SHLVL=") && !text.contains("PWD="), "{text}");
 }
 
 #[tokio::test]
@@ -364,68 +430,70 @@ async fn a_missing_program_fails_the_launch_as_a_shell_would() {
     if !have_engine() {
         return;
     }
-    let c = Container::new("missing").await;
-    let err = c
-        .env
-        .launch("p", &spec(&["no-such-program", "x"]))
-        .await
-        .err()
-        .expect("fails");
-    assert!(
-        matches!(
-            &err,
-            Error::Exec {
-                not_found: true,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(err.shell_exit_code(), Some(127));
-    assert!(err.to_string().contains("/bin"), "{err}");
-    let err = c
-        .env
-        .launch("p", &spec(&["/etc/passwd"]))
-        .await
-        .err()
-        .expect("fails");
-    assert!(
-        matches!(
-            &err,
-            Error::Exec {
-                not_found: false,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let err = c
-        .env
-        .launch("p", &spec(&["/no/such"]))
-        .await
-        .err()
-        .expect("fails");
-    assert!(
-        matches!(
-            &err,
-            Error::Exec {
-                not_found: true,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let mut s = spec(&["true"]);
-    s.cwd = Some("/no/such/dir".into());
-    let err = c.env.launch("p", &s).await.err().expect("fails");
-    assert!(
-        err.to_string().starts_with("spec.cwd: ") && err.to_string().contains("/no/such/dir"),
-        "{err}"
-    );
-    let mut s = spec(&["pwd"]);
-    s.cwd = Some("/tmp".into());
-    let (ran, _) = run(&c.env, s).await;
-    assert_eq!(ran.stdout, b"/tmp\n");
+    for path in BOTH {
+        let c = Container::on("missing", path).await;
+        let err = c
+            .env
+            .launch("p", &spec(&["no-such-program", "x"]))
+            .await
+            .err()
+            .expect("fails");
+        assert!(
+            matches!(
+                &err,
+                Error::Exec {
+                    not_found: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.shell_exit_code(), Some(127));
+        assert!(err.to_string().contains("/bin"), "{err}");
+        let err = c
+            .env
+            .launch("p", &spec(&["/etc/passwd"]))
+            .await
+            .err()
+            .expect("fails");
+        assert!(
+            matches!(
+                &err,
+                Error::Exec {
+                    not_found: false,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = c
+            .env
+            .launch("p", &spec(&["/no/such"]))
+            .await
+            .err()
+            .expect("fails");
+        assert!(
+            matches!(
+                &err,
+                Error::Exec {
+                    not_found: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let mut s = spec(&["true"]);
+        s.cwd = Some("/no/such/dir".into());
+        let err = c.env.launch("p", &s).await.err().expect("fails");
+        assert!(
+            err.to_string().starts_with("spec.cwd: ") && err.to_string().contains("/no/such/dir"),
+            "{err}"
+        );
+        let mut s = spec(&["pwd"]);
+        s.cwd = Some("/tmp".into());
+        let (ran, _) = run(&c.env, s).await;
+        assert_eq!(ran.stdout, b"/tmp\n");
+    }
 }
 
 #[tokio::test]
@@ -433,25 +501,25 @@ async fn twenty_megabytes_arrive_byte_exact() {
     if !have_engine() {
         return;
     }
-    let c = Container::new("bulk").await;
-    let started = Instant::now();
-    let launched = c
-        .env
-        .launch("p", &spec(&["head", "-c", "20000000", "/dev/zero"]))
-        .await
-        .unwrap();
-    let Io::Stream { mut output, .. } = launched.io else {
-        panic!()
-    };
-    let mut n = 0usize;
-    while let Some((kind, bytes)) = output.next().await {
-        assert_eq!(kind, StreamKind::Stdout);
-        assert!(bytes.iter().all(|&b| b == 0));
-        n += bytes.len();
+    for path in BOTH {
+        let c = Container::on("bulk", path).await;
+        let started = Instant::now();
+        let launched = c
+            .env
+            .launch("p", &spec(&["head", "-c", "20000000", "/dev/zero"]))
+            .await
+            .unwrap();
+        let (mut output, _, _) = streams(launched.io);
+        let mut n = 0usize;
+        while let Some((kind, bytes)) = output.next().await {
+            assert_eq!(kind, StreamKind::Stdout);
+            assert!(bytes.iter().all(|&b| b == 0));
+            n += bytes.len();
+        }
+        assert_eq!(n, 20_000_000);
+        assert_eq!(launched.exit.await, Ended::Code(0));
+        println!("20 MB in {:?}", started.elapsed());
     }
-    assert_eq!(n, 20_000_000);
-    assert_eq!(launched.exit.await, Ended::Code(0));
-    println!("20 MB in {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -478,14 +546,7 @@ async fn a_terminal_has_its_size_and_its_own_stream() {
     ]);
     s.pty = Some(PtySize { rows: 10, cols: 20 });
     let launched = c.env.launch("p", &s).await.unwrap();
-    let Io::Stream {
-        mut output,
-        terminal,
-        ..
-    } = launched.io
-    else {
-        panic!()
-    };
+    let (mut output, _, terminal) = streams(launched.io);
     let mut terminal = terminal.expect("a terminal");
     let mut seen = Vec::new();
     while !seen.ends_with(b"ready\r\n") {
@@ -515,9 +576,7 @@ async fn a_terminal_has_its_size_and_its_own_stream() {
         cols: 100,
     });
     let launched = c.env.launch("p", &s).await.unwrap();
-    let Io::Stream { output, stdin, .. } = launched.io else {
-        panic!()
-    };
+    let (output, stdin, _) = streams(launched.io);
     drop(stdin.expect("a terminal has input"));
     let got: Vec<u8> = output
         .flat_map(|(kind, b)| {
@@ -536,9 +595,7 @@ async fn a_terminal_has_its_size_and_its_own_stream() {
         cols: 100,
     });
     let launched = c.env.launch("p", &s).await.unwrap();
-    let Io::Stream { output, stdin, .. } = launched.io else {
-        panic!()
-    };
+    let (output, stdin, _) = streams(launched.io);
     let mut stdin = std::fs::File::from(stdin.unwrap());
     std::io::Write::write_all(&mut stdin, b"hi\n").unwrap();
     let got: Vec<u8> = output
@@ -555,36 +612,36 @@ async fn stdin_reaches_cat_and_its_end_is_end_of_file() {
     if !have_engine() {
         return;
     }
-    let c = Container::new("stdin").await;
-    let mut s = spec(&["cat"]);
-    s.stdin = true;
-    let launched = c.env.launch("p", &s).await.unwrap();
-    let Io::Stream { output, stdin, .. } = launched.io else {
-        panic!()
-    };
-    let stdin = stdin.expect("stdin asked for");
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        let mut f = std::fs::File::from(stdin);
-        for i in 0..1000 {
-            writeln!(f, "line {i}").unwrap();
-        }
-        // Dropped: end of input.
-    });
-    let got: Vec<(StreamKind, Bytes)> = output.collect().await;
-    writer.join().unwrap();
-    let text: Vec<u8> = got.iter().flat_map(|(_, b)| b.to_vec()).collect();
-    let want: String = (0..1000).map(|i| format!("line {i}\n")).collect();
-    assert_eq!(String::from_utf8(text).unwrap(), want);
-    assert_eq!(
-        tokio::time::timeout(Duration::from_secs(10), launched.exit)
-            .await
-            .unwrap(),
-        Ended::Code(0)
-    );
-    // Without stdin asked for, none is given and the program reads end of file.
-    let (ran, ended) = run(&c.env, spec(&["cat"])).await;
-    assert_eq!((ended, ran.stdout.len()), (Ended::Code(0), 0));
+    for path in BOTH {
+        let c = Container::on("stdin", path).await;
+        let mut s = spec(&["cat"]);
+        s.stdin = true;
+        let launched = c.env.launch("p", &s).await.unwrap();
+        let (output, stdin, _) = streams(launched.io);
+        let stdin = stdin.expect("stdin asked for");
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::from(stdin);
+            for i in 0..1000 {
+                writeln!(f, "line {i}").unwrap();
+            }
+            // Dropped: end of input.
+        });
+        let got: Vec<(StreamKind, Bytes)> = output.collect().await;
+        writer.join().unwrap();
+        let text: Vec<u8> = got.iter().flat_map(|(_, b)| b.to_vec()).collect();
+        let want: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(String::from_utf8(text).unwrap(), want);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(10), launched.exit)
+                .await
+                .unwrap(),
+            Ended::Code(0)
+        );
+        // Without stdin asked for, none is given and the program reads end of file.
+        let (ran, ended) = run(&c.env, spec(&["cat"])).await;
+        assert_eq!((ended, ran.stdout.len()), (Ended::Code(0), 0));
+    }
 }
 
 /// The process groups of the container's `sleep 1000`s.
@@ -604,82 +661,88 @@ async fn a_signal_reaches_the_whole_group_and_is_reported_as_the_death() {
     if !have_engine() {
         return;
     }
-    let c = Container::new("signal").await;
-    let launched = c
-        .env
-        .launch("p", &spec(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]))
-        .await
-        .unwrap();
-    let pid = launched.pid;
-    let group = launched.group.clone();
-    assert_eq!(sleeps(&c.env).await, [pid, pid]);
-    assert!(group.alive().await);
-    group.signal(libc::SIGTERM, false).await.expect("delivered");
-    let (_, ended) = collect(launched).await;
-    assert_eq!(
-        ended,
-        Ended::Signal {
-            signal: libc::SIGTERM,
-            core_dumped: false
+    for path in BOTH {
+        let c = Container::on("signal", path).await;
+        let launched = c
+            .env
+            .launch("p", &spec(&["sh", "-c", "sleep 1000 & sleep 1000 & wait"]))
+            .await
+            .unwrap();
+        let pid = launched.pid;
+        let group = launched.group.clone();
+        assert_eq!(sleeps(&c.env).await, [pid, pid]);
+        assert!(group.alive().await);
+        group.signal(libc::SIGTERM, false).await.expect("delivered");
+        let (_, ended) = collect(launched).await;
+        assert_eq!(
+            ended,
+            Ended::Signal {
+                signal: libc::SIGTERM,
+                core_dumped: false
+            }
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group.alive().await {
+            assert!(Instant::now() < deadline, "the group outlived SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while group.alive().await {
-        assert!(Instant::now() < deadline, "the group outlived SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(sleeps(&c.env).await, Vec::<u32>::new());
+        assert!(matches!(
+            group.signal(libc::SIGTERM, false).await,
+            Err(crate::supervisor::environment::SignalError::Gone)
+        ));
+
+        // An exit with 143 that tend did not cause is a code.
+        let (_, ended) = run(&c.env, spec(&["sh", "-c", "exit 143"])).await;
+        assert_eq!(ended, Ended::Code(143));
+
+        // kill: a TERM-ignoring group goes, leader and child.
+        let launched = c
+            .env
+            .launch(
+                "p",
+                &spec(&["sh", "-c", "trap '' TERM; sleep 1000 & wait; wait"]),
+            )
+            .await
+            .unwrap();
+        let group = launched.group.clone();
+        group.kill().await;
+        assert!(!group.alive().await);
+        let (_, ended) = collect(launched).await;
+        assert_eq!(
+            ended,
+            Ended::Signal {
+                signal: libc::SIGKILL,
+                core_dumped: false
+            }
+        );
+        assert_eq!(sleeps(&c.env).await, Vec::<u32>::new());
+
+        // leader_only: the child lives on.
+        let launched = c
+            .env
+            .launch("p", &spec(&["sh", "-c", "sleep 1000 & wait"]))
+            .await
+            .unwrap();
+        let group = launched.group.clone();
+        group.signal(libc::SIGTERM, true).await.unwrap();
+        // The child holds the output open (a FIFO for as long as it lives, as a host pipe
+        // would be): the exit comes first.
+        let ended = tokio::time::timeout(Duration::from_secs(10), launched.exit)
+            .await
+            .expect("the exit is seen while the child holds the output");
+        assert_eq!(
+            ended,
+            Ended::Signal {
+                signal: libc::SIGTERM,
+                core_dumped: false
+            }
+        );
+        assert!(group.alive().await, "the child is left");
+        assert_eq!(sleeps(&c.env).await.len(), 1);
+        group.kill().await;
+        assert_eq!(sleeps(&c.env).await, Vec::<u32>::new());
     }
-    assert_eq!(sleeps(&c.env).await, Vec::<u32>::new());
-    assert!(matches!(
-        group.signal(libc::SIGTERM, false).await,
-        Err(crate::supervisor::environment::SignalError::Gone)
-    ));
-
-    // An exit with 143 that tend did not cause is a code.
-    let (_, ended) = run(&c.env, spec(&["sh", "-c", "exit 143"])).await;
-    assert_eq!(ended, Ended::Code(143));
-
-    // kill: a TERM-ignoring group goes, leader and child.
-    let launched = c
-        .env
-        .launch(
-            "p",
-            &spec(&["sh", "-c", "trap '' TERM; sleep 1000 & wait; wait"]),
-        )
-        .await
-        .unwrap();
-    let group = launched.group.clone();
-    group.kill().await;
-    assert!(!group.alive().await);
-    let (_, ended) = collect(launched).await;
-    assert_eq!(
-        ended,
-        Ended::Signal {
-            signal: libc::SIGKILL,
-            core_dumped: false
-        }
-    );
-    assert_eq!(sleeps(&c.env).await, Vec::<u32>::new());
-
-    // leader_only: the child lives on.
-    let launched = c
-        .env
-        .launch("p", &spec(&["sh", "-c", "sleep 1000 & wait"]))
-        .await
-        .unwrap();
-    let group = launched.group.clone();
-    group.signal(libc::SIGTERM, true).await.unwrap();
-    let (_, ended) = collect(launched).await;
-    assert_eq!(
-        ended,
-        Ended::Signal {
-            signal: libc::SIGTERM,
-            core_dumped: false
-        }
-    );
-    assert!(group.alive().await, "the child is left");
-    assert_eq!(sleeps(&c.env).await.len(), 1);
-    group.kill().await;
-    assert_eq!(sleeps(&c.env).await, Vec::<u32>::new());
 }
 
 #[tokio::test]
@@ -687,26 +750,26 @@ async fn a_leader_that_exits_before_its_child_is_seen_to_exit() {
     if !have_engine() {
         return;
     }
-    let c = Container::new("leader").await;
-    let launched = c
-        .env
-        .launch("p", &spec(&["sh", "-c", "sleep 30 & echo started"]))
-        .await
-        .unwrap();
-    let group = launched.group.clone();
-    let Io::Stream { output, .. } = launched.io else {
-        panic!()
-    };
-    // The output is held open by the child; the exit is seen by asking the engine.
-    let started = Instant::now();
-    let ended = tokio::time::timeout(Duration::from_secs(5), launched.exit)
-        .await
-        .expect("exit seen while the child holds the output");
-    assert_eq!(ended, Ended::Code(0));
-    assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(group.alive().await, "the child still runs");
-    group.kill().await;
-    drop(output);
+    for path in BOTH {
+        let c = Container::on("leader", path).await;
+        let launched = c
+            .env
+            .launch("p", &spec(&["sh", "-c", "sleep 30 & echo started"]))
+            .await
+            .unwrap();
+        let group = launched.group.clone();
+        let (output, _, _) = streams(launched.io);
+        // The output is held open by the child; the exit is seen by asking the engine.
+        let started = Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(5), launched.exit)
+            .await
+            .expect("exit seen while the child holds the output");
+        assert_eq!(ended, Ended::Code(0));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(group.alive().await, "the child still runs");
+        group.kill().await;
+        drop(output);
+    }
 }
 
 #[tokio::test]
@@ -935,25 +998,116 @@ async fn an_unread_output_holds_the_process_back() {
     if !have_engine() {
         return;
     }
-    let c = Container::new("backpressure").await;
-    let launched = c
-        .env
-        .launch("p", &spec(&["head", "-c", "50000000", "/dev/zero"]))
-        .await
-        .unwrap();
-    // Unread for a while: the engine does not buffer 50 MB for us, so head cannot finish.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        launched.group.alive().await,
-        "head finished with nobody reading"
-    );
-    let Io::Stream { output, .. } = launched.io else {
-        panic!()
+    for path in BOTH {
+        let c = Container::on("backpressure", path).await;
+        let launched = c
+            .env
+            .launch("p", &spec(&["head", "-c", "50000000", "/dev/zero"]))
+            .await
+            .unwrap();
+        // Unread for a while: the engine does not buffer 50 MB for us, so head cannot finish.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            launched.group.alive().await,
+            "head finished with nobody reading"
+        );
+        let (output, _, _) = streams(launched.io);
+        let n: usize = output
+            .map(|(_, b)| b.len())
+            .fold(0, |a, b| async move { a + b })
+            .await;
+        assert_eq!(n, 50_000_000);
+        assert_eq!(launched.exit.await, Ended::Code(0));
+    }
+}
+
+#[tokio::test]
+async fn a_local_engine_gives_host_pipes_through_fifos_for_any_user() {
+    if !have_engine() {
+        return;
+    }
+    // A user the image does not name, as a numeric uid: the FIFOs must be open to it.
+    let settings = DockerSettings {
+        user: Some("1234".into()),
+        ..settings()
     };
-    let n: usize = output
-        .map(|(_, b)| b.len())
-        .fold(0, |a, b| async move { a + b })
-        .await;
-    assert_eq!(n, 50_000_000);
+    let c = Container::with_path("fifo", settings.clone(), Path::Fifo).await;
+    let dir = c._state.path().join("docker").join("fifo");
+    let mut s = spec(&["sh", "-c", "id -u; cat; echo done >&2"]);
+    s.stdin = true;
+    let launched = c.env.launch("p", &s).await.unwrap();
+    let Io::Pipes {
+        stdin: Some(stdin),
+        stdout,
+        stderr,
+    } = launched.io
+    else {
+        panic!("host pipes with stdin");
+    };
+    // Opened by both sides, the names are gone.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let mut stdin = std::fs::File::from(stdin);
+    std::io::Write::write_all(&mut stdin, b"typed\n").unwrap();
+    drop(stdin);
+    let (output, _, _) = streams(Io::Pipes {
+        stdin: None,
+        stdout,
+        stderr,
+    });
+    let got: Vec<(StreamKind, Bytes)> = output.collect().await;
+    let text = |k| -> Vec<u8> {
+        got.iter()
+            .filter(|(kind, _)| *kind == k)
+            .flat_map(|(_, b)| b.to_vec())
+            .collect()
+    };
+    assert_eq!(text(StreamKind::Stdout), b"1234\ntyped\n");
+    assert_eq!(text(StreamKind::Stderr), b"done\n");
+    assert_eq!(launched.exit.await, Ended::Code(0));
+
+    // The exit is seen when the output hangs up, not at the next poll of the engine.
+    let started = Instant::now();
+    let (_, ended) = run(&c.env, spec(&["sleep", "1"])).await;
+    assert_eq!(ended, Ended::Code(0));
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A process that closed its stdin makes writes to it fail, as a host pipe's would.
+    let mut s = spec(&["sh", "-c", "exec <&-; sleep 1"]);
+    s.stdin = true;
+    let launched = c.env.launch("p", &s).await.unwrap();
+    let Io::Pipes {
+        stdin: Some(stdin), ..
+    } = launched.io
+    else {
+        panic!("host pipes with stdin");
+    };
+    let mut stdin = std::fs::File::from(stdin);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::io::Write::write(&mut stdin, b"x") {
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => panic!("{e}"),
+            r => assert!(Instant::now() < deadline, "{r:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(launched.exit.await, Ended::Code(0));
+
+    // A terminal goes through the engine.
+    let mut s = spec(&["true"]);
+    s.pty = Some(PtySize { rows: 5, cols: 5 });
+    let launched = c.env.launch("p", &s).await.unwrap();
+    assert!(matches!(launched.io, Io::Stream { .. }));
+    assert_eq!(launched.exit.await, Ended::Code(0));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+
+    // Without the FIFO directory, all goes through the engine.
+    let c = Container::with_path("nofifo", settings, Path::Stream).await;
+    let launched = c.env.launch("p", &spec(&["true"])).await.unwrap();
+    assert!(matches!(launched.io, Io::Stream { .. }));
     assert_eq!(launched.exit.await, Ended::Code(0));
 }
