@@ -282,14 +282,14 @@ impl Supervisor {
         let id = format!("p-{seq}");
         // A host spawn is done when first polled; an environment that waits on something (a
         // container engine) is waited for off the async workers.
-        let launching = environment.launch(&id, &spec);
-        let launched = match launching.now_or_never() {
-            Some(done) => done,
-            None => {
-                let launching = environment.launch(&id, &spec);
-                tokio::task::block_in_place(|| {
+        let launched = {
+            let mut launching = environment.launch(&id, &spec);
+            match (&mut launching).now_or_never() {
+                Some(done) => done,
+                // The same launch, carried on: what its first poll began is not done twice.
+                None => tokio::task::block_in_place(|| {
                     tokio::runtime::Handle::current().block_on(launching)
-                })
+                }),
             }
         }?;
         let Launched {
