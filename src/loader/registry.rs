@@ -519,8 +519,17 @@ async fn drive(
         let Some(Command::Unload { grace, reply }) = cmd else {
             return;
         };
+        let t0 = Instant::now();
         let stage = stop(&loader, &plugin, grace).await;
+        let stopped = t0.elapsed();
         end_run(&loader, &plugin).await;
+        tracing::debug!(
+            plugin = plugin.spec.name,
+            ?stage,
+            stop_us = stopped.as_micros() as u64,
+            end_run_us = t0.elapsed().as_micros() as u64,
+            "plugin unloaded"
+        );
         loader.forget(&plugin);
         plugin.run.send_replace(None);
         {
