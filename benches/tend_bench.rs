@@ -12,10 +12,13 @@
 //! (g) In a Docker environment: `Run` of `/bin/true` vs `docker exec CONTAINER /bin/true` (the
 //!     CLI), and 100 MB through a lossless `Run` vs `docker exec CONTAINER cat FILE | wc -c`.
 //! (h) `Run` of `/bin/true` in a materialised Nix environment vs the same `Run` on the host.
+//! (j) `Load` of the go-plugin test plugin until SERVING vs go-plugin's own host loading the same
+//!     binary and vs the plugin's own time to its handshake line; `Unload` vs go-plugin's `Kill`.
 //!
 //! It prints medians and ratios, and PASS/MISS per target. It asserts nothing about time and
 //! exits 0 whether targets are met or not: a benchmark reports, the tests decide.
 mod env_bench;
+mod plugin_bench;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -976,6 +979,12 @@ async fn bench() {
     } else {
         (None, None)
     };
+    let j = if on("j") {
+        let d = Daemon::start(&[]).await;
+        plugin_bench::bench_plugins(&d.socket).await
+    } else {
+        None
+    };
 
     if let Some(a) = a {
         report_run(&a);
@@ -991,6 +1000,9 @@ async fn bench() {
     }
     if let Some(h) = h {
         env_bench::report_nix(&h);
+    }
+    if let Some(j) = j {
+        plugin_bench::report_plugins(&j);
     }
     if let Some(b) = b {
         report_stream(&b);
