@@ -14,11 +14,14 @@
 //! (h) `Run` of `/bin/true` in a materialised Nix environment vs the same `Run` on the host.
 //! (i) A unary `Get` of a loaded plugin through tend (the `tend-plugin` header) vs direct to the
 //!     plugin's socket, interleaved (forward_bench.rs).
+//! (j) `Load` of the go-plugin test plugin until SERVING vs go-plugin's own host loading the same
+//!     binary and vs the plugin's own time to its handshake line; `Unload` vs go-plugin's `Kill`.
 //!
 //! It prints medians and ratios, and PASS/MISS per target. It asserts nothing about time and
 //! exits 0 whether targets are met or not: a benchmark reports, the tests decide.
 mod env_bench;
 mod forward_bench;
+mod plugin_bench;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -979,6 +982,12 @@ async fn bench() {
     } else {
         (None, None)
     };
+    let j = if on("j") {
+        let d = Daemon::start(&[]).await;
+        plugin_bench::bench_plugins(&d.socket).await
+    } else {
+        None
+    };
 
     let i = if on("i") {
         let d = Daemon::start(&[]).await;
@@ -1004,6 +1013,9 @@ async fn bench() {
     }
     if let Some(i) = i {
         forward_bench::report_forward(&i);
+    }
+    if let Some(j) = j {
+        plugin_bench::report_plugins(&j);
     }
     if let Some(b) = b {
         report_stream(&b);

@@ -1,5 +1,5 @@
 //! The loader as a gRPC client of its plugins: the channel to an announced address, health
-//! polled until SERVING, `PluginService.Info`, server reflection's service list, and the
+//! polled until SERVING, `PluginService.Info` and server reflection's service list, and the
 //! shutdown calls (tend's `PluginService.Shutdown`, go-plugin's `GRPCController.Shutdown`).
 //!
 //! The rest of the core never imports tonic; this file does because talking gRPC to a plugin is
@@ -117,21 +117,10 @@ pub async fn wait_serving(ch: &Channel, deadline: Instant) -> Result<(), String>
             Ok(Err(s)) => last = describe(&s),
             Err(_) => last = "health: no answer".into(),
         }
+        tracing::debug!(last, "health: not serving yet");
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::time::sleep(pause.min(left)).await;
         pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}
-
-/// `PluginService.Info`, or `None` when the plugin does not serve it (or does not answer in
-/// `timeout`).
-pub async fn info(ch: &Channel, timeout: Duration) -> Option<pb::InfoResponse> {
-    let mut c = pb::plugin_service_client::PluginServiceClient::new(ch.clone());
-    let mut req = Request::new(pb::InfoRequest {});
-    req.set_timeout(timeout);
-    match tokio::time::timeout(timeout, c.info(req)).await {
-        Ok(Ok(r)) => Some(r.into_inner()),
-        _ => None,
     }
 }
 
@@ -175,12 +164,55 @@ macro_rules! list_services {
     }};
 }
 
-/// The services server reflection lists (v1, else v1alpha), or `None` without reflection.
+/// The services server reflection lists (v1, else v1alpha, both asked at once), or `None`
+/// without reflection.
 pub async fn reflected_services(ch: &Channel, timeout: Duration) -> Option<Vec<String>> {
-    if let Some(v) = list_services!(ch, timeout, v1) {
-        return Some(v);
-    }
-    list_services!(ch, timeout, v1alpha)
+    let (v1, v1alpha) = tokio::join!(async { list_services!(ch, timeout, v1) }, async {
+        list_services!(ch, timeout, v1alpha)
+    });
+    v1.or(v1alpha)
+}
+
+/// What a plugin says it serves.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Described {
+    /// Its own services (`own_services`).
+    pub services: Vec<String>,
+    pub version: String,
+    /// It answered `PluginService.Info`.
+    pub native: bool,
+}
+
+/// `PluginService.Info` and server reflection, asked at once (one round trip, not three):
+/// Info's answer when it gives one, else reflection's list (empty without reflection). `None`
+/// when Info's call failed in the transport (the plugin not reachable yet), so nothing can be
+/// told.
+pub async fn ask_what_it_serves(ch: &Channel, timeout: Duration) -> Option<Described> {
+    let info = async {
+        let mut c = pb::plugin_service_client::PluginServiceClient::new(ch.clone());
+        let mut req = Request::new(pb::InfoRequest {});
+        req.set_timeout(timeout);
+        match tokio::time::timeout(timeout, c.info(req)).await {
+            Ok(Ok(r)) => Some(Some(r.into_inner())),
+            // A status with a source is tonic's own: the call did not reach the plugin.
+            Ok(Err(s)) if std::error::Error::source(&s).is_some() => None,
+            // Unimplemented (not a tend plugin), or any answer but Info's.
+            Ok(Err(_)) => Some(None),
+            Err(_) => Some(None),
+        }
+    };
+    let (info, listed) = tokio::join!(info, reflected_services(ch, timeout));
+    Some(match info? {
+        Some(i) => Described {
+            services: own_services(i.services),
+            version: i.version,
+            native: true,
+        },
+        None => Described {
+            services: own_services(listed.unwrap_or_default()),
+            ..Described::default()
+        },
+    })
 }
 
 /// Ask a tend-native plugin to stop (`PluginService.Shutdown`); true when it answered.

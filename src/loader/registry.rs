@@ -600,8 +600,17 @@ async fn drive(
         };
         // The plugin first (its token still works while it shuts down, so it may clean up
         // through the host itself), then what it started, which it can no longer restart.
+        let t0 = Instant::now();
         let stage = stop(&loader, &plugin, grace).await;
+        let stopped = t0.elapsed();
         end_run(&loader, &plugin).await;
+        tracing::debug!(
+            plugin = plugin.spec.name,
+            ?stage,
+            stop_us = stopped.as_micros() as u64,
+            end_run_us = t0.elapsed().as_micros() as u64,
+            "plugin unloaded"
+        );
         loader.forget(&plugin);
         loader.remove_owned(&plugin.spec.name, grace).await;
         plugin.run.send_replace(None);
