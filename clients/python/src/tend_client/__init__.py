@@ -9,9 +9,10 @@
 ``$TEND_ADDR``, ``$TEND_TOKEN`` and the default socket location. The messages and stubs
 are generated from ``proto/tend/v1`` (``tend_client.process_pb2``,
 ``tend_client.process_pb2_grpc``, ``tend_client.agent_pb2``, ``tend_client.agent_pb2_grpc``,
-``tend_client.runner_pb2``, ``tend_client.runner_pb2_grpc``). ``client.process`` is the
-ProcessService stub, ``client.agent`` the AgentService one, ``client.runner`` the
-RunnerService one (environments: native, Docker, Nix).
+``tend_client.runner_pb2``, ``tend_client.runner_pb2_grpc``, ``tend_client.loader_pb2``,
+``tend_client.loader_pb2_grpc``). ``client.process`` is the ProcessService stub,
+``client.agent`` the AgentService one, ``client.runner`` the RunnerService one
+(environments: native, Docker, Nix), ``client.loader`` the LoaderService one (plugins).
 """
 
 from tend_client._address import (
@@ -29,6 +30,8 @@ from tend_client._client import AsyncClient, Client, connect, connect_async
 from tend_client._gen.tend.v1 import (
     agent_pb2,
     agent_pb2_grpc,
+    loader_pb2,
+    loader_pb2_grpc,
     process_pb2,
     process_pb2_grpc,
     runner_pb2,
@@ -49,6 +52,8 @@ __all__ = [
     "agent_pb2_grpc",
     "connect",
     "connect_async",
+    "loader_pb2",
+    "loader_pb2_grpc",
     "default_socket_path",
     "default_state_dir",
     "parse_address",

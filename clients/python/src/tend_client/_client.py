@@ -12,7 +12,12 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tend_client._address import Address, parse_address, resolve_token
-from tend_client._gen.tend.v1 import agent_pb2_grpc, process_pb2_grpc, runner_pb2_grpc
+from tend_client._gen.tend.v1 import (
+    agent_pb2_grpc,
+    loader_pb2_grpc,
+    process_pb2_grpc,
+    runner_pb2_grpc,
+)
 
 ChannelOptions = Sequence[Tuple[str, Any]]
 
@@ -125,7 +130,8 @@ class Client:
 
     ``process`` is the ``tend.v1.ProcessService`` stub, ``agent`` the
     ``tend.v1.AgentService`` stub, ``runner`` the ``tend.v1.RunnerService`` stub (the
-    environments processes and agents run in: native, Docker, Nix) and ``health`` the
+    environments processes and agents run in: native, Docker, Nix), ``loader`` the
+    ``tend.v1.LoaderService`` stub (plugins) and ``health`` the
     ``grpc.health.v1.Health`` stub;
     ``channel`` is the underlying ``grpc.Channel``. Use it as a context manager, or call
     :meth:`close`.
@@ -137,6 +143,7 @@ class Client:
         self.process = process_pb2_grpc.ProcessServiceStub(channel)
         self.agent = agent_pb2_grpc.AgentServiceStub(channel)
         self.runner = runner_pb2_grpc.RunnerServiceStub(channel)
+        self.loader = loader_pb2_grpc.LoaderServiceStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
 
     def wait_ready(self, timeout: float = 10.0, interval: float = 0.05) -> None:
@@ -185,6 +192,7 @@ class AsyncClient:
         self.process = process_pb2_grpc.ProcessServiceStub(channel)
         self.agent = agent_pb2_grpc.AgentServiceStub(channel)
         self.runner = runner_pb2_grpc.RunnerServiceStub(channel)
+        self.loader = loader_pb2_grpc.LoaderServiceStub(channel)
         self.health = health_pb2_grpc.HealthStub(channel)
 
     async def wait_ready(self, timeout: float = 10.0, interval: float = 0.05) -> None:
