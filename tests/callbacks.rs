@@ -14,31 +14,9 @@ use crate::helper::{alive, eventually, Daemon};
 /// The tag tend puts on what a plugin starts through its callbacks.
 const OWNER_TAG: &str = "tend.plugin.owner";
 
-/// The Python with grpcio and tend_client (`TEND_TEST_PYTHON`, else the repository's venv, else
-/// the main worktree's).
+/// The Python with what the plugins here import.
 fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("TEND_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3"));
-    let p = if p.exists() {
-        p
-    } else {
-        PathBuf::from("/work/main/.venv/bin/python3")
-    };
-    let ok = std::process::Command::new(&p)
-        .args(["-c", "import grpc, grpc_health.v1.health, tend_client"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no Python with grpcio and tend_client at {}",
-            p.display()
-        );
-        eprintln!("SKIP: no Python with grpcio, grpcio-health-checking and tend_client");
-        return None;
-    }
-    Some(p)
+    crate::helper::python_with("grpc, grpc_health.v1.health, tend_client")
 }
 
 /// kvplugin-py in `callback` mode: once serving, it starts `sleep 300` through TEND_ADDR with

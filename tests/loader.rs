@@ -11,35 +11,9 @@ use tonic::Code;
 
 use crate::helper::{alive, eventually, Daemon};
 
-/// The Python with grpcio and grpcio-health-checking (`TEND_TEST_PYTHON`, else the
-/// repository's venv).
+/// The Python with what the plugins here import.
 fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("TEND_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join(".venv/bin/python3")
-                .to_path_buf()
-        });
-    let p = if p.exists() {
-        p
-    } else {
-        PathBuf::from("/work/main/.venv/bin/python3")
-    };
-    let ok = std::process::Command::new(&p)
-        .args(["-c", "import grpc, grpc_health.v1.health"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no Python with grpcio at {}",
-            p.display()
-        );
-        eprintln!("SKIP: no Python with grpcio and grpcio-health-checking");
-        return None;
-    }
-    Some(p)
+    crate::helper::python_with("grpc, grpc_health.v1.health")
 }
 
 /// A plugin in a few lines: refuses to run without tend's cookie, prints noise on stdout and a

@@ -2,7 +2,7 @@
 //! installs both and starts a private Docker engine for the whole run; a bare `cargo test` has
 //! neither unless the caller set them up (see the top of `helper` and scripts/README-engines.md).
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -174,4 +174,19 @@ fn engines_from_scripts_test() {
         );
     }
     require("nix", nix_missing());
+}
+
+/// The Python that can `import` each of `modules` (`TEND_TEST_PYTHON`, else the project's
+/// `.venv`, which scripts/test fills), or `None` after `require` said why (a failure under
+/// CI=true).
+pub fn python_with(modules: &str) -> Option<PathBuf> {
+    let p = std::env::var_os("TEND_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3"));
+    let ok = std::process::Command::new(&p)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let missing = (!ok).then(|| format!("{} cannot import {modules}", p.display()));
+    require("python", missing).then_some(p)
 }
