@@ -876,3 +876,154 @@ async fn tend_loads_tend_runs_a_process_in_it_and_unload_leaves_nothing() {
     })
     .await;
 }
+
+/// How many processes in environment `env` run exactly `args`, as its `ps` shows them.
+async fn running_in(d: &Daemon, env: &str, args: &str) -> usize {
+    let mut spec = crate::helper::spec(&["ps", "-o", "args"]);
+    spec.environment_id = env.into();
+    let out = crate::helper::run(&mut d.c().await, spec).await;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.trim() == args)
+        .count()
+}
+
+#[tokio::test]
+async fn tend_loads_tend_in_a_docker_environment_reachable_through_the_host() {
+    use crate::helper::{docker_missing, require, BUSYBOX_IMAGE};
+    if !require("docker", docker_missing()) {
+        return;
+    }
+    let d = Daemon::start().await;
+    // The test binary's own tend, run in a busybox container: its directory and the host's
+    // glibc (a dynamically linked binary's loader and libraries) mounted read-only.
+    let bin = Path::new(env!("CARGO_BIN_EXE_tend"));
+    let mount = |host: &Path, inside: &str| pb::Mount {
+        host_path: host.display().to_string(),
+        container_path: inside.into(),
+        read_only: true,
+    };
+    let mut mounts = vec![mount(bin.parent().unwrap(), "/opt/tend")];
+    for lib in ["/lib64", "/lib/x86_64-linux-gnu"] {
+        if Path::new(lib).exists() {
+            mounts.push(mount(Path::new(lib), lib));
+        }
+    }
+    let mut r = connect::runner_client(&Addr::Unix(d.socket()), None)
+        .await
+        .unwrap();
+    let env = r
+        .create_environment(pb::CreateEnvironmentRequest {
+            kind: pb::EnvironmentKind::Docker.into(),
+            name: "box".into(),
+            docker: Some(pb::DockerSettings {
+                image: BUSYBOX_IMAGE.into(),
+                mounts,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .environment
+        .unwrap();
+    let mut init = r
+        .init_environment(pb::InitEnvironmentRequest {
+            environment_id: env.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(ev) = init.next().await {
+        ev.expect("init the environment");
+    }
+
+    let mut c = loader(&d).await;
+    let info = c
+        .load(pb::LoadRequest {
+            spec: Some(pb::PluginSpec {
+                name: "boxed".into(),
+                binary: "/opt/tend/tend".into(),
+                args: vec!["serve".into(), "--handshake".into()],
+                environment_id: "box".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("load tend into the container")
+        .into_inner()
+        .plugin
+        .unwrap();
+    assert_eq!(info.state, pb::PluginState::Serving as i32, "{info:?}");
+    // The address is the host's side of the container's socket, which a host client can dial.
+    let socket = info.address.trim_start_matches("unix:");
+    assert!(
+        socket.starts_with(d.dir.to_str().unwrap()) && Path::new(socket).exists(),
+        "{info:?}"
+    );
+
+    // Through the host's forwarding: a process of the inner tend runs in the container.
+    let ch = connect::channel(&Addr::Unix(d.socket())).await.unwrap();
+    let mut inner = pb::process_service_client::ProcessServiceClient::with_interceptor(
+        ch,
+        |mut r: tonic::Request<()>| {
+            r.metadata_mut()
+                .insert("tend-plugin", "boxed".parse().unwrap());
+            Ok(r)
+        },
+    );
+    let mut events = inner
+        .run(pb::RunRequest {
+            spec: Some(crate::helper::sh("test -d /.tend && echo in the container")),
+            ..Default::default()
+        })
+        .await
+        .expect("Run through the forwarding")
+        .into_inner();
+    let mut out = crate::helper::Collected::default();
+    while let Some(ev) = events.next().await {
+        out.add(ev.expect("event").event);
+    }
+    assert_eq!(out.stdout, b"in the container\n");
+    // A tree that ignores SIGTERM, one of it in a session of its own.
+    inner
+        .start(pb::StartRequest {
+            spec: Some(crate::helper::sh(
+                "trap '' TERM; setsid sleep 1000 & sleep 1000",
+            )),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for tries in 0.. {
+        if running_in(&d, &env.id, "sleep 1000").await == 2 {
+            break;
+        }
+        assert!(tries < 100, "both sleeps should run in the container");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let unloaded = c
+        .unload(pb::UnloadRequest {
+            name: "boxed".into(),
+            grace_ms: Some(2000),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        unloaded.stage,
+        pb::UnloadStage::Shutdown as i32,
+        "{unloaded:?}"
+    );
+    assert_eq!(running_in(&d, &env.id, "sleep 1000").await, 0);
+    assert_eq!(
+        running_in(&d, &env.id, "/opt/tend/tend serve --handshake").await,
+        0
+    );
+    assert!(
+        !Path::new(socket).exists(),
+        "the socket directory went with the plugin"
+    );
+}

@@ -17,9 +17,10 @@ use tonic::transport::Channel;
 
 use super::dial;
 use super::error::LoadError;
-use super::handshake::{self, Handshake, UNIX_PATH_MAX};
+use super::handshake::{self, Handshake, Network, UNIX_PATH_MAX};
 use super::registry::{Inner, Plugin};
 use crate::error::{clip_path, Error, Result};
+use crate::supervisor::environment::Sockets;
 use crate::supervisor::spec::{daemon_environment, Spec, NATIVE};
 use crate::supervisor::{Cursor, Ended, ExitInfo, Process, Read, StreamKind};
 
@@ -36,6 +37,9 @@ const LINE_MAX: usize = 64 << 10;
 /// Room left in a socket directory's path for the plugin's socket name (go-plugin's
 /// `plugin<digits>` is 16 bytes).
 const SOCKET_NAME_ROOM: usize = 32;
+/// The subdirectory of an environment's shared directory that holds plugins' socket
+/// directories.
+const SHARED_SUBDIR: &str = "plugins";
 /// How long Info and reflection may take once the plugin serves, at most.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -146,8 +150,11 @@ pub fn resolve_binary(
 
 /// A fresh private directory (0700) for one plugin's socket under `root`, which is made private
 /// too. Socket paths are limited to `UNIX_PATH_MAX` bytes, so the directory's path must leave
-/// room for a socket name.
-pub fn socket_dir(root: &Path) -> Result<PathBuf> {
+/// room for a socket name. `open`: the plugin runs as another user (in a container), who must
+/// be able to pass through `root` (0711) and create its socket in the directory (0733: nobody
+/// but the daemon can list it).
+pub fn socket_dir(root: &Path, open: bool) -> Result<PathBuf> {
+    let (root_mode, dir_mode) = if open { (0o711, 0o733) } else { (0o700, 0o700) };
     let private = |dir: &Path| -> Result<()> {
         match std::fs::DirBuilder::new().mode(0o700).create(dir) {
             Ok(()) => {}
@@ -159,14 +166,14 @@ pub fn socket_dir(root: &Path) -> Result<PathBuf> {
             .map_err(|e| Error::io(format!("stat {}", clip_path(dir)), e))?;
         // SAFETY: geteuid(2) cannot fail.
         let me = unsafe { libc::geteuid() };
-        if !m.is_dir() || m.uid() != me || m.mode() & 0o077 != 0 {
+        if !m.is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
             return Err(Error::FailedPrecondition(format!(
                 "the plugin socket directory {} is not a private directory of this user (mode \
                  0700, uid {me}); remove it",
                 clip_path(dir)
             )));
         }
-        Ok(())
+        set_mode(dir, root_mode)
     };
     private(root)?;
     for _ in 0..16 {
@@ -181,7 +188,10 @@ pub fn socket_dir(root: &Path) -> Result<PathBuf> {
             )));
         }
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
+            Ok(()) => {
+                set_mode(&dir, dir_mode)?;
+                return Ok(dir);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::io(format!("create {}", clip_path(&dir)), e)),
         }
@@ -191,9 +201,87 @@ pub fn socket_dir(root: &Path) -> Result<PathBuf> {
     ))
 }
 
+/// Set `dir`'s mode (after creation: mkdir's is cut by the umask).
+fn set_mode(dir: &Path, mode: u32) -> Result<()> {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(format!("chmod {}", clip_path(dir)), e))
+}
+
+/// Where a plugin's socket lives: its directory as the daemon sees it, and as the plugin does.
+struct Place {
+    /// On this host: made, dialled, removed by the daemon.
+    host: PathBuf,
+    /// In the plugin's environment: PLUGIN_UNIX_SOCKET_DIR. The same as `host` but in a
+    /// container, where the host's directory is bind-mounted elsewhere.
+    inside: PathBuf,
+    /// The plugin sees the host's files, so can reach TEND_ADDR.
+    on_host: bool,
+}
+
+impl Place {
+    /// The socket directory for a plugin in `environment` (resolved by `spec.environment`).
+    async fn make(inner: &Inner, spec: &super::spec::PluginSpec) -> Result<Place> {
+        let sockets = if spec.environment.is_empty() || spec.environment == NATIVE {
+            Sockets::Host
+        } else {
+            let (_, env) = inner.sup.environment(&spec.environment)?;
+            env.sockets().await
+        };
+        match sockets {
+            Sockets::Host => {
+                let dir = socket_dir(&inner.socket_root, false)?;
+                Ok(Place {
+                    host: dir.clone(),
+                    inside: dir,
+                    on_host: true,
+                })
+            }
+            Sockets::Shared { host, inside, open } => {
+                let dir = socket_dir(&host.join(SHARED_SUBDIR), open)?;
+                let name = dir.file_name().expect("socket_dir names its directory");
+                Ok(Place {
+                    inside: inside.join(SHARED_SUBDIR).join(name),
+                    host: dir,
+                    on_host: false,
+                })
+            }
+            Sockets::Unreachable(why) => Err(Error::FailedPrecondition(format!(
+                "environment_id: a plugin cannot run in {}: {why}; load it in an environment \
+                 on this host (\"native\", Nix, or Docker with a local engine)",
+                crate::error::quote(&spec.environment)
+            ))),
+        }
+    }
+
+    /// The address the plugin announced, as the daemon dials it: a socket inside the shared
+    /// directory is found through the host's side of it; anything else is unreachable from a
+    /// container.
+    fn dial(&self, network: Network) -> std::result::Result<Network, String> {
+        if self.on_host {
+            return Ok(network);
+        }
+        match network {
+            Network::Unix(path) => match path.strip_prefix(&self.inside) {
+                Ok(rest) => Ok(Network::Unix(self.host.join(rest))),
+                Err(_) => Err(format!(
+                    "the plugin's socket {} is outside PLUGIN_UNIX_SOCKET_DIR ({}), the only \
+                     directory of its environment the daemon can reach",
+                    clip_path(&path),
+                    self.inside.display()
+                )),
+            },
+            Network::Tcp(addr) => Err(format!(
+                "the plugin listens on TCP {addr} inside its environment, which the daemon \
+                 cannot reach; bind a unix socket in PLUGIN_UNIX_SOCKET_DIR"
+            )),
+        }
+    }
+}
+
 /// The variables a plugin is started with, over its spec's.
-fn environment(inner: &Inner, plugin: &Plugin, dir: &Path) -> BTreeMap<String, String> {
+fn environment(inner: &Inner, plugin: &Plugin, place: &Place) -> BTreeMap<String, String> {
     let spec = &plugin.spec;
+    let dir = place.inside.display().to_string();
     let mut env = spec.env.clone();
     let (key, value) = spec.cookie();
     env.insert(key.into(), value.into());
@@ -205,17 +293,21 @@ fn environment(inner: &Inner, plugin: &Plugin, dir: &Path) -> BTreeMap<String, S
             .collect::<Vec<_>>()
             .join(","),
     );
-    env.insert("PLUGIN_UNIX_SOCKET_DIR".into(), dir.display().to_string());
+    env.insert("PLUGIN_UNIX_SOCKET_DIR".into(), dir.clone());
     // go-plugin before 1.5 ignores PLUGIN_UNIX_SOCKET_DIR and binds `ioutil.TempFile("",
     // "plugin")`, i.e. in $TMPDIR: point that at the private directory too (unless the spec
     // sets it), so the socket lands there, with a short path, and goes with the directory.
-    env.entry("TMPDIR".into())
-        .or_insert_with(|| dir.display().to_string());
-    env.insert(
-        "TEND_ADDR".into(),
-        format!("unix://{}", inner.host_socket.display()),
-    );
-    env.insert("TEND_TOKEN".into(), plugin.token.clone());
+    env.entry("TMPDIR".into()).or_insert(dir);
+    // The daemon's socket is a host file: a plugin in a container cannot reach it, and no
+    // callback address is better than one that fails (and handing a container a way into the
+    // daemon is a choice for its operator, not a default).
+    if place.on_host {
+        env.insert(
+            "TEND_ADDR".into(),
+            format!("unix://{}", inner.host_socket.display()),
+        );
+        env.insert("TEND_TOKEN".into(), plugin.token.clone());
+    }
     env.insert("TEND_PLUGIN_NAME".into(), spec.name.clone());
     env
 }
@@ -225,9 +317,9 @@ pub(super) async fn launch(inner: &Inner, plugin: &Arc<Plugin>) -> Result<Launch
     let t0 = Instant::now();
     let spec = &plugin.spec;
     let native = spec.environment.is_empty() || spec.environment == NATIVE;
-    let dir = socket_dir(&inner.socket_root)?;
-    plugin.state().socket_dir = Some(dir.clone());
-    let env = environment(inner, plugin, &dir);
+    let place = Place::make(inner, spec).await?;
+    plugin.state().socket_dir = Some(place.host.clone());
+    let env = environment(inner, plugin, &place);
     // Where the binary is found on this host; in another environment, it is that
     // environment's business.
     let program = if native {
@@ -267,15 +359,16 @@ pub(super) async fn launch(inner: &Inner, plugin: &Arc<Plugin>) -> Result<Launch
     plugin.started(p.clone());
     let spawned = started.elapsed();
 
-    let (hs, line) = read_handshake(&p, started + spec.handshake_timeout(), spec).await?;
+    let (mut hs, line) = read_handshake(&p, started + spec.handshake_timeout(), spec).await?;
     handshake::check_versions(&hs, spec.versions()).map_err(|m| LoadError::mismatch(m, &line))?;
+    let unsupported = |reason| LoadError::HandshakeUnsupported {
+        line: crate::error::quote(&line),
+        reason,
+    };
     if let Some(reason) = hs.unsupported() {
-        return Err(LoadError::HandshakeUnsupported {
-            line: crate::error::quote(&line),
-            reason,
-        }
-        .into());
+        return Err(unsupported(reason).into());
     }
+    hs.network = place.dial(hs.network).map_err(unsupported)?;
     {
         let mut s = plugin.state();
         s.handshake = Some(hs.clone());
@@ -446,13 +539,52 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_in_a_container_is_dialled_through_the_shared_directory_only() {
+        let place = Place {
+            host: "/state/docker/e-1/plugins/p1".into(),
+            inside: "/.tend/plugins/p1".into(),
+            on_host: false,
+        };
+        assert_eq!(
+            place.dial(Network::Unix("/.tend/plugins/p1/kv.sock".into())),
+            Ok(Network::Unix("/state/docker/e-1/plugins/p1/kv.sock".into()))
+        );
+        let e = place
+            .dial(Network::Unix("/tmp/plugin1/kv.sock".into()))
+            .unwrap_err();
+        assert!(
+            e.contains("outside PLUGIN_UNIX_SOCKET_DIR (/.tend/plugins/p1)"),
+            "{e}"
+        );
+        let e = place
+            .dial(Network::Tcp("127.0.0.1:7000".parse().unwrap()))
+            .unwrap_err();
+        assert!(e.contains("bind a unix socket"), "{e}");
+        let host = Place {
+            on_host: true,
+            ..place
+        };
+        let tcp = Network::Tcp("127.0.0.1:7000".parse().unwrap());
+        assert_eq!(host.dial(tcp.clone()), Ok(tcp));
+    }
+
+    #[test]
+    fn an_open_socket_dir_lets_another_user_in_but_not_list() {
+        let root = std::env::temp_dir().join(format!("tend-so-{}", std::process::id()));
+        let dir = socket_dir(&root, true).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&root), mode(&dir)), (0o711, 0o733));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
     fn socket_dirs_are_private_and_a_long_root_is_refused() {
         let root = std::env::temp_dir().join(format!("tend-sd-{}", std::process::id()));
-        let dir = socket_dir(&root).unwrap();
+        let dir = socket_dir(&root, false).unwrap();
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         let long = root.join("x".repeat(90));
-        let e = socket_dir(&long).unwrap_err();
+        let e = socket_dir(&long, false).unwrap_err();
         assert!(e.to_string().contains("107-byte limit"), "{e}");
         let _ = std::fs::remove_dir_all(&root);
     }

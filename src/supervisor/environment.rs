@@ -24,6 +24,29 @@ pub trait Environment: Send + Sync {
     /// Check `spec` against the environment (working directory, program, …) and start it as
     /// process `id`, in a process group of its own so that signals reach all it starts.
     fn launch<'a>(&'a self, id: &'a str, spec: &'a Spec) -> BoxFuture<'a, Result<Launched>>;
+
+    /// Where a process here can bind a unix socket for the daemon to dial (a plugin's). The
+    /// host's own paths unless the environment says otherwise; it may probe.
+    fn sockets(&self) -> BoxFuture<'_, Sockets> {
+        Box::pin(async { Sockets::Host })
+    }
+}
+
+/// Where an environment's processes can put unix sockets the daemon dials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sockets {
+    /// Anywhere: the environment sees the host's files (the host, a Nix shell).
+    Host,
+    /// In a directory both sides see, at `host` on the host and `inside` in the environment (a
+    /// container's bind mount). `open`: the environment's processes run as another user, who
+    /// must be able to create sockets there.
+    Shared {
+        host: std::path::PathBuf,
+        inside: std::path::PathBuf,
+        open: bool,
+    },
+    /// Nowhere, and why (a remote engine).
+    Unreachable(String),
 }
 
 /// Finds environments by id for the supervisor; the runner's registry implements it.

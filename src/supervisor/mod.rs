@@ -198,7 +198,7 @@ impl Supervisor {
     }
 
     /// The environment `id` names ("" and "native" are the host), with its id.
-    fn environment(&self, id: &str) -> Result<(String, Arc<dyn Environment>)> {
+    pub fn environment(&self, id: &str) -> Result<(String, Arc<dyn Environment>)> {
         if id.is_empty() || id == "native" {
             return Ok(("native".into(), Arc::new(self.inner.host.clone())));
         }

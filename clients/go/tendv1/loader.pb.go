@@ -354,8 +354,12 @@ type PluginSpec struct {
 	// Working directory; empty means the daemon's.
 	Cwd string `protobuf:"bytes,5,opt,name=cwd,proto3" json:"cwd,omitempty"`
 	// The environment to run in, by id or name (see RunnerService); empty
-	// means "native", this host. The address the plugin announces must be
-	// reachable from the daemon.
+	// means "native", this host. In a Docker container (an engine on this
+	// host), PLUGIN_UNIX_SOCKET_DIR is a directory under the container's
+	// /.tend, which the daemon sees too: the plugin must bind its socket there
+	// (FailedPrecondition otherwise), and gets no TEND_ADDR or TEND_TOKEN. An
+	// environment whose files the daemon cannot share (a remote engine) is
+	// FailedPrecondition.
 	EnvironmentId string `protobuf:"bytes,6,opt,name=environment_id,json=environmentId,proto3" json:"environment_id,omitempty"`
 	// How long to wait for the handshake line after the spawn; 0 means 30000.
 	// At most 86400000 (a day).

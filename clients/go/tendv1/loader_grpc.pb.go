@@ -34,7 +34,9 @@ type LoaderServiceClient interface {
 	//   - FailedPrecondition:
 	//   - spawn failed for another reason (exec format error, a missing
 	//     interpreter), with the OS's error; or the environment is not
-	//     READY;
+	//     READY, or cannot share a socket with the daemon (see
+	//     PluginSpec.environment_id); or the plugin's socket is not where
+	//     the daemon can dial it;
 	//   - the plugin exited before printing its handshake line: its exit
 	//     status and the tail of its stderr (a plugin refusing to run
 	//     without the magic cookie ends here);
@@ -224,7 +226,9 @@ type LoaderServiceServer interface {
 	//   - FailedPrecondition:
 	//   - spawn failed for another reason (exec format error, a missing
 	//     interpreter), with the OS's error; or the environment is not
-	//     READY;
+	//     READY, or cannot share a socket with the daemon (see
+	//     PluginSpec.environment_id); or the plugin's socket is not where
+	//     the daemon can dial it;
 	//   - the plugin exited before printing its handshake line: its exit
 	//     status and the tail of its stderr (a plugin refusing to run
 	//     without the magic cookie ends here);

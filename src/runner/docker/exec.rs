@@ -18,11 +18,13 @@ use tokio::sync::watch;
 
 use super::attach::{self, kind_of, Output};
 use super::engine::Engine;
-use super::fifo::{self, Fifos};
+use super::fifo::{self, Fifos, TARGET};
 use super::group::{self, ExecGroup, ExecTerminal};
 use super::settings::DockerSettings;
 use crate::error::{clip, quote, Error, Result};
-use crate::supervisor::environment::{BoxFuture, Environment, Group, Io, Launched, Terminal};
+use crate::supervisor::environment::{
+    BoxFuture, Environment, Group, Io, Launched, Sockets, Terminal,
+};
 use crate::supervisor::output::StreamKind;
 use crate::supervisor::spec::{Spec, NON_INTERACTIVE_ENV};
 
@@ -138,8 +140,25 @@ impl DockerEnv {
     /// path is there; else its I/O goes through the engine. The first call probes.
     async fn fifos(&self, stdin: bool) -> Option<Fifos> {
         let f = self.fifo.as_ref()?;
-        let works = f
-            .works
+        if !self.shared(f).await {
+            return None;
+        }
+        let name = format!("p{}", f.next.fetch_add(1, Ordering::Relaxed));
+        // A few syscalls on a local directory; launches run off the async workers
+        // (the supervisor's `block_in_place`).
+        match Fifos::make(&f.dir, &name, stdin) {
+            Ok(fifos) => Some(fifos),
+            Err(e) => {
+                tracing::warn!(dir = %f.dir.display(), error = %e, "cannot make FIFOs; output goes through the engine");
+                None
+            }
+        }
+    }
+
+    /// Whether the container's processes and the daemon share `f`'s files (FIFOs and unix
+    /// sockets alike: the same kernel). The first call probes.
+    async fn shared(&self, f: &FifoDir) -> bool {
+        *f.works
             .get_or_init(|| async {
                 match fifo::probe(&self.engine, &self.container, self.user.clone(), &f.dir).await {
                     Ok(()) => true,
@@ -153,20 +172,7 @@ impl DockerEnv {
                     }
                 }
             })
-            .await;
-        if !*works {
-            return None;
-        }
-        let name = format!("p{}", f.next.fetch_add(1, Ordering::Relaxed));
-        // A few syscalls on a local directory; launches run off the async workers
-        // (the supervisor's `block_in_place`).
-        match Fifos::make(&f.dir, &name, stdin) {
-            Ok(fifos) => Some(fifos),
-            Err(e) => {
-                tracing::warn!(dir = %f.dir.display(), error = %e, "cannot make FIFOs; output goes through the engine");
-                None
-            }
-        }
+            .await
     }
 
     /// The container's id.
@@ -446,6 +452,29 @@ impl DockerEnv {
 impl Environment for DockerEnv {
     fn launch<'a>(&'a self, _id: &'a str, spec: &'a Spec) -> BoxFuture<'a, Result<Launched>> {
         Box::pin(self.start(spec))
+    }
+
+    fn sockets(&self) -> BoxFuture<'_, Sockets> {
+        Box::pin(async move {
+            let Some(f) = &self.fifo else {
+                return Sockets::Unreachable(
+                    "its Docker engine is not on this host, so a unix socket in the container \
+                     cannot be dialled from the daemon"
+                        .into(),
+                );
+            };
+            if !self.shared(f).await {
+                return Sockets::Unreachable(format!(
+                    "files in its {TARGET} do not reach the daemon (an engine in a VM?), so a \
+                     unix socket in the container cannot be dialled from the daemon"
+                ));
+            }
+            Sockets::Shared {
+                host: f.dir.clone(),
+                inside: TARGET.into(),
+                open: !matches!(self.user.as_deref(), None | Some("" | "root" | "0" | "0:0")),
+            }
+        })
     }
 }
 
