@@ -19,6 +19,9 @@ pub struct Config {
     pub quiescence: Duration,
     /// Started as a plugin (`tend serve --handshake`): PluginService is served too.
     pub plugin: bool,
+    /// Plugin stores, in the order Resolve prefers them (`local`, `oci://…`, `nix:…`); empty
+    /// means `local` only.
+    pub plugin_stores: Vec<String>,
 }
 
 /// Every bound the daemon keeps. Hitting one is an error or a documented truncation.
@@ -86,6 +89,7 @@ impl Config {
             limits: Limits::default(),
             quiescence: Duration::from_secs(2),
             plugin: false,
+            plugin_stores: Vec::new(),
         }
     }
 

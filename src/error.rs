@@ -32,6 +32,10 @@ pub enum Error {
     /// still loading).
     #[error("{0}")]
     Aborted(String),
+    /// Someone else refused the caller (a registry its credentials); the message says how to
+    /// get in.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {
@@ -84,6 +88,7 @@ impl Error {
             Error::Unavailable(_) => Code::Unavailable,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Aborted(_) => Code::Aborted,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound => Code::NotFound,
                 std::io::ErrorKind::PermissionDenied => Code::PermissionDenied,

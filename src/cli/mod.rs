@@ -259,12 +259,13 @@ pub enum PluginCommand {
         /// Unload's grace period: SIGTERM at half of it, SIGKILL at all of it.
         #[arg(long, value_name = "MS")]
         grace_ms: Option<u32>,
-        /// The plugin's name, unique among loaded plugins.
+        /// The plugin's name, unique among loaded plugins; or, alone, a package from the
+        /// daemon's stores, PUBLISHER/NAME[@VERSION] (a version, a range like ^1.2, or latest;
+        /// default latest), installed first when needed and loaded under its NAME.
         name: String,
         /// The plugin's executable (a path, or a name on PATH) and its arguments. Everything
         /// from it on belongs to the plugin.
         #[arg(
-            required = true,
             trailing_var_arg = true,
             allow_hyphen_values = true,
             value_name = "BINARY"
@@ -286,6 +287,28 @@ pub enum PluginCommand {
         /// Start this many bytes before the end of each stream.
         #[arg(long, default_value_t = 0, value_name = "BYTES")]
         tail: u32,
+    },
+    /// Find a package in the daemon's stores: the highest matching version and its store.
+    Resolve {
+        /// PUBLISHER/NAME[@VERSION] (a version, a range like ^1.2 or ">=1.0, <2", or latest).
+        package: String,
+    },
+    /// Install a package into the daemon's local cache, with progress; prints the binary's path.
+    Install {
+        /// PUBLISHER/NAME[@VERSION], as for resolve.
+        package: String,
+    },
+    /// Push a binary to an OCI registry as a plugin version, for this host's platform (run
+    /// here, not by the daemon; credentials from ~/.docker/config.json).
+    Push {
+        /// The plugin's executable.
+        binary: std::path::PathBuf,
+        /// REGISTRY[:PORT]/[PREFIX/]PUBLISHER/NAME:VERSION, e.g. 127.0.0.1:5000/acme/kv:1.2.0.
+        /// Plain HTTP for a loopback registry, or with --plain-http.
+        target: String,
+        /// Talk plain HTTP to a registry that is not on loopback.
+        #[arg(long)]
+        plain_http: bool,
     },
     /// Stop a plugin in stages (Shutdown, SIGTERM, SIGKILL) and forget it.
     Unload {
@@ -368,6 +391,11 @@ pub struct ServeArgs {
     /// tend.v1.PluginService too, and stops on Shutdown, SIGTERM, or when its parent dies.
     #[arg(long)]
     pub handshake: bool,
+    /// A plugin store, consulted in the order given (repeatable): `local` (the cache in the
+    /// state dir), `oci://HOST[:PORT][/PREFIX]` (plain HTTP for loopback, or with
+    /// `oci+http://`), `nix:FLAKE`. Default: local only.
+    #[arg(long = "plugin-store", value_name = "STORE")]
+    pub plugin_stores: Vec<String>,
 }
 
 /// `tend env …`.
@@ -471,6 +499,7 @@ impl ServeArgs {
         }
         c.token = token;
         c.plugin = self.handshake;
+        c.plugin_stores = self.plugin_stores.clone();
         c.grace = Duration::from_millis(self.grace_ms);
         c.quiescence = Duration::from_millis(self.quiescence_ms);
         c.limits = Limits {
@@ -549,6 +578,11 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
         Command::Caps { refresh } => {
             return env::caps(connect::runner_client(&addr, token).await?, refresh).await
         }
+        Command::Plugin(PluginCommand::Push {
+            binary,
+            target,
+            plain_http,
+        }) => return plugin::push(&binary, &target, plain_http).await,
         Command::Plugin(cmd) => {
             let c = connect::loader_client(&addr, token).await?;
             return match cmd {
@@ -566,10 +600,20 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
                     command,
                 } => {
                     let (key, value) = cookie.unwrap_or_default();
+                    let (name, binary, package, version) = match command.first() {
+                        Some(binary) => (name, binary.clone(), String::new(), String::new()),
+                        None => {
+                            let (package, version) = plugin::package_arg(&name)?;
+                            let short = package.rsplit('/').next().unwrap_or_default().to_string();
+                            (short, String::new(), package, version)
+                        }
+                    };
                     let spec = crate::pb::PluginSpec {
                         name,
-                        binary: command[0].clone(),
-                        args: command[1..].to_vec(),
+                        binary,
+                        package,
+                        version,
+                        args: command.get(1..).unwrap_or_default().to_vec(),
                         env: env.into_iter().collect(),
                         cwd: cwd.unwrap_or_default(),
                         environment_id: environment.unwrap_or_default(),
@@ -598,6 +642,9 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
                     plugin::logs(c, name, stream, tail, follow).await
                 }
                 PluginCommand::Unload { name, grace_ms } => plugin::unload(c, name, grace_ms).await,
+                PluginCommand::Resolve { package } => plugin::resolve(c, &package).await,
+                PluginCommand::Install { package } => plugin::install(c, &package).await,
+                PluginCommand::Push { .. } => unreachable!("pushed above, without a daemon"),
             };
         }
         _ => {}

@@ -1,4 +1,5 @@
-//! `tend plugin load|ls|logs|unload`: the LoaderService from the command line.
+//! `tend plugin load|ls|logs|unload|resolve|install|push`: the LoaderService from the command
+//! line (push talks to the registry itself).
 use tokio_stream::StreamExt;
 
 use super::connect::LoaderClient;
@@ -128,5 +129,102 @@ pub async fn unload(
         })
         .unwrap_or_default();
     println!("unloaded ({})", stage.replace('_', " "));
+    Ok(0)
+}
+
+/// `PUBLISHER/NAME[@VERSION]` as a package and a version (empty: latest).
+pub fn package_arg(arg: &str) -> anyhow::Result<(String, String)> {
+    let (package, version) = arg.split_once('@').unwrap_or((arg, ""));
+    if !package.contains('/') {
+        anyhow::bail!(
+            "{arg:?} is neither NAME BINARY… nor a package PUBLISHER/NAME[@VERSION]: give the \
+             plugin's executable after its name, or a package from the daemon's stores"
+        );
+    }
+    Ok((package.to_string(), version.to_string()))
+}
+
+fn describe(r: &pb::ResolvedPlugin) -> String {
+    let mut s = format!("{} {} from {}", r.package, r.version, r.store);
+    if !r.digest.is_empty() {
+        s.push_str(&format!(" ({})", r.digest));
+    }
+    s
+}
+
+/// `tend plugin resolve`.
+pub async fn resolve(mut c: LoaderClient, arg: &str) -> anyhow::Result<i32> {
+    let (package, version) = package_arg(arg)?;
+    let r = c
+        .resolve(pb::ResolveRequest { package, version })
+        .await?
+        .into_inner()
+        .plugin
+        .unwrap_or_default();
+    if r.path.is_empty() {
+        println!("{}, not installed", describe(&r));
+    } else {
+        println!("{}, installed at {}", describe(&r), r.path);
+    }
+    Ok(0)
+}
+
+/// `tend plugin install`: progress on stderr, the binary's path on stdout.
+pub async fn install(mut c: LoaderClient, arg: &str) -> anyhow::Result<i32> {
+    let (package, version) = package_arg(arg)?;
+    let mut events = c
+        .install(pb::InstallRequest { package, version })
+        .await?
+        .into_inner();
+    while let Some(ev) = events.next().await {
+        let ev = ev?;
+        match pb::InstallPhase::try_from(ev.phase) {
+            Ok(pb::InstallPhase::Download) if ev.total_bytes > 0 => eprintln!(
+                "[download] {} / {} bytes ({}%)",
+                ev.done_bytes,
+                ev.total_bytes,
+                ev.done_bytes * 100 / ev.total_bytes
+            ),
+            Ok(pb::InstallPhase::Download) if ev.message.is_empty() => {
+                eprintln!("[download] {} bytes", ev.done_bytes)
+            }
+            Ok(pb::InstallPhase::Done) => {
+                let r = ev.plugin.unwrap_or_default();
+                eprintln!("[done] {}", ev.message);
+                println!("{}", r.path);
+                return Ok(0);
+            }
+            Ok(phase) => eprintln!(
+                "[{}] {}",
+                phase
+                    .as_str_name()
+                    .trim_start_matches("INSTALL_PHASE_")
+                    .to_lowercase(),
+                ev.message
+            ),
+            Err(_) => {}
+        }
+    }
+    anyhow::bail!("the install stream ended before the install did")
+}
+
+/// `tend plugin push`: straight to the registry.
+pub async fn push(binary: &std::path::Path, target: &str, plain_http: bool) -> anyhow::Result<i32> {
+    use crate::loader::store::oci;
+    let (mut registry, package, version) =
+        oci::parse_target(target).map_err(|e| anyhow::anyhow!("target: {e}"))?;
+    registry.http |= plain_http;
+    let bytes = std::fs::read(binary)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", binary.display()))?;
+    let digest = oci::push(&registry, &package, &version, &bytes, &|line: &str| {
+        eprintln!("[push] {line}")
+    })
+    .await
+    .map_err(|e| anyhow::Error::from(tonic::Status::from(e)))?;
+    let (os, arch) = oci::platform();
+    println!(
+        "pushed {package} {version} for {os}/{arch} to {} ({digest})",
+        registry.host
+    );
     Ok(0)
 }

@@ -6,13 +6,15 @@
 //! - `spec`: what to load;
 //! - `launch`: one run, from the binary to SERVING (socket dir, spawn, handshake, dial, health);
 //! - `dial`: the gRPC client side (channel, health, Info, reflection, shutdown calls);
-//! - `registry`: `Loader`, the table, and each plugin's driver (exits, restarts, Unload).
+//! - `registry`: `Loader`, the table, and each plugin's driver (exits, restarts, Unload);
+//! - `store`: where plugins are found by package and version, and installed from.
 pub mod dial;
 pub mod error;
 pub mod handshake;
 pub mod launch;
 pub mod registry;
 pub mod spec;
+pub mod store;
 
 pub use registry::{
     Event, EventKind, Info, Loader, Plugin, State, Status, UnloadStage, OWNER_TAG,

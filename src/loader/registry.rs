@@ -14,6 +14,7 @@ use tonic::transport::Channel;
 use super::handshake::{Dialect, Handshake};
 use super::launch::{self, stderr_tail, Launched, EVENT_STDERR_TAIL};
 use super::spec::PluginSpec;
+use super::store::{Progress, Stores};
 use crate::error::{quote, Error, Result};
 use crate::supervisor::{ExitInfo, Process, Supervisor};
 
@@ -52,6 +53,27 @@ pub enum UnloadStage {
     Shutdown,
     Sigterm,
     Sigkill,
+}
+
+impl State {
+    fn starting() -> State {
+        State {
+            status: Status::Starting,
+            process: None,
+            binary_path: None,
+            handshake: None,
+            handshake_line: String::new(),
+            services: Vec::new(),
+            version: String::new(),
+            native: false,
+            serving_since: None,
+            restart_count: 0,
+            last_exit: None,
+            last_error: String::new(),
+            channel: None,
+            socket_dir: None,
+        }
+    }
 }
 
 /// What the loader knows of a plugin beyond its spec.
@@ -131,6 +153,8 @@ pub enum EventKind {
     Restarted,
     Failed,
     Unloaded,
+    /// A Load by package installs it.
+    Installing,
 }
 
 /// One event of one plugin.
@@ -144,6 +168,8 @@ pub struct Event {
     pub backoff: Option<Duration>,
     pub error: String,
     pub at: SystemTime,
+    /// INSTALLING: the install's progress.
+    pub install: Option<Progress>,
 }
 
 enum Command {
@@ -174,6 +200,7 @@ pub(super) struct Inner {
     retired: Mutex<std::collections::VecDeque<(String, String)>>,
     events: broadcast::Sender<Event>,
     shutting_down: AtomicBool,
+    stores: std::sync::OnceLock<Arc<Stores>>,
 }
 
 /// The directory plugin socket directories go in: `<state_dir>/p` when a socket path under it
@@ -210,6 +237,7 @@ impl Loader {
                 retired: Mutex::new(std::collections::VecDeque::new()),
                 events: broadcast::channel(EVENTS).0,
                 shutting_down: AtomicBool::new(false),
+                stores: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -223,34 +251,63 @@ impl Loader {
         self.inner.plugins.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Start a plugin and wait until it serves (or fails to).
-    pub async fn load(&self, spec: PluginSpec) -> Result<Info> {
+    /// The daemon's plugin stores. Set once, at start-up.
+    pub fn set_stores(&self, stores: Arc<Stores>) {
+        let _ = self.inner.stores.set(stores);
+    }
+
+    /// The daemon's plugin stores.
+    pub fn stores(&self) -> Result<Arc<Stores>> {
+        self.inner
+            .stores
+            .get()
+            .cloned()
+            .ok_or_else(|| Error::FailedPrecondition("this daemon has no plugin stores".into()))
+    }
+
+    /// Start a plugin and wait until it serves (or fails to). A spec naming a package is
+    /// resolved and installed first, its progress on Watch as INSTALLING events.
+    pub async fn load(&self, mut spec: PluginSpec) -> Result<Info> {
         if self.inner.shutting_down.load(Ordering::Acquire) {
             return Err(Error::Unavailable(
                 "the daemon is shutting down; load the plugin on another daemon".into(),
             ));
+        }
+        if let Some((package, want)) = spec.package.clone() {
+            if self.table().contains_key(&spec.name) {
+                return Err(Error::AlreadyExists(format!(
+                    "a plugin named {} is loaded; unload it first, or choose another name",
+                    quote(&spec.name)
+                )));
+            }
+            let stores = self.stores()?;
+            let info = Info {
+                spec: spec.clone(),
+                state: State::starting(),
+            };
+            let report = |progress: Progress| {
+                let _ = self.inner.events.send(Event {
+                    name: info.spec.name.clone(),
+                    kind: EventKind::Installing,
+                    info: info.clone(),
+                    exit: None,
+                    stderr_tail: String::new(),
+                    backoff: None,
+                    error: String::new(),
+                    at: SystemTime::now(),
+                    install: Some(progress),
+                });
+            };
+            let installed = stores.install(&package, &want, &report).await?;
+            let path = installed.path.unwrap_or_default();
+            spec.binary = path.display().to_string();
         }
         let (commands, received) = mpsc::channel(4);
         let name = spec.name.clone();
         let plugin = Arc::new(Plugin {
             spec,
             token: format!("{PLUGIN_TOKEN_PREFIX}{:032x}", rand::random::<u128>()),
-            state: Mutex::new(State {
-                status: Status::Starting,
-                process: None,
-                binary_path: None,
-                handshake: None,
-                handshake_line: String::new(),
-                services: Vec::new(),
-                version: String::new(),
-                native: false,
-                serving_since: None,
-                restart_count: 0,
-                last_exit: None,
-                last_error: String::new(),
-                channel: None,
-                socket_dir: None,
-            }),
+            state: Mutex::new(State::starting()),
             run: watch::channel(None).0,
             commands,
         });
@@ -399,6 +456,7 @@ impl Loader {
             backoff: None,
             error: String::new(),
             at: SystemTime::now(),
+            install: None,
         };
         fill(&mut e);
         let _ = self.inner.events.send(e);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::agent::spec::Policy;
 use crate::error::{Error, Result};
 use crate::loader::handshake::{DEFAULT_PROTOCOL_VERSIONS, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE};
+use crate::loader::store::{Package, Want};
 
 /// The handshake timeout when a Load gives none.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,6 +38,9 @@ pub struct PluginSpec {
     pub restart: Option<Policy>,
     /// `None`: the daemon's grace period.
     pub unload_grace_ms: Option<u32>,
+    /// Load from the stores: the package and the versions wanted (`binary` is set from the
+    /// install).
+    pub package: Option<(Package, Want)>,
 }
 
 impl PluginSpec {

@@ -558,7 +558,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The error for a `nix` that could not be started.
-fn spawn_error(source: &std::io::Error) -> Error {
+pub(crate) fn spawn_error(source: &std::io::Error) -> Error {
     if source.kind() == std::io::ErrorKind::NotFound {
         Error::FailedPrecondition(format!(
             "nix is not installed (no `nix` on the daemon's PATH): {INSTALL_HINT}"
@@ -569,7 +569,7 @@ fn spawn_error(source: &std::io::Error) -> Error {
 }
 
 /// How a command ended, for a message.
-fn ended(e: Ended) -> String {
+pub(crate) fn ended(e: Ended) -> String {
     match e {
         Ended::Code(c) => format!("exit code {c}"),
         Ended::Signal { signal, .. } => format!("killed by signal {signal}"),
@@ -578,7 +578,7 @@ fn ended(e: Ended) -> String {
 
 /// `head` followed by the last lines of `stderr`, cut so that the whole fits in a status
 /// message (`MESSAGE_MAX`) with the last lines kept: they say what went wrong.
-fn with_tail(head: String, stderr: &[u8]) -> String {
+pub(crate) fn with_tail(head: String, stderr: &[u8]) -> String {
     let room = MESSAGE_MAX.saturating_sub(head.len()).max(256);
     let t = tail(stderr, room);
     if t.is_empty() {

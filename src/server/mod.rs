@@ -152,6 +152,9 @@ pub async fn serve(
     let streams = Streams::new(config.limits.max_streams);
     let loader = Loader::new(sup.clone(), dir, &socket_path, config.grace);
     loader.set_agents(agents.clone());
+    let stores = crate::loader::store::Stores::new(&config.plugin_stores, dir, sup.host().reaper())
+        .map_err(|e| Error::invalid("--plugin-store", e))?;
+    loader.set_stores(std::sync::Arc::new(stores));
     // Every service, once: the routers of every listener, health and reflection take them from
     // this list, so a new service is one line here.
     let mut services = Services::default();

@@ -159,6 +159,58 @@ impl LoaderService for LoaderApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn resolve(
+        &self,
+        request: Request<pb::ResolveRequest>,
+    ) -> Result<Response<pb::ResolveResponse>, Status> {
+        let r = request.into_inner();
+        let (package, want) = conv::package(&r.package, &r.version)?;
+        let found = self.loader.stores()?.resolve(&package, &want).await?;
+        Ok(Response::new(pb::ResolveResponse {
+            plugin: Some(conv::resolved(&found)),
+        }))
+    }
+
+    type InstallStream = Events<pb::InstallResponse>;
+
+    async fn install(
+        &self,
+        request: Request<pb::InstallRequest>,
+    ) -> Result<Response<Self::InstallStream>, Status> {
+        Caller::of(&request).owner_only("install plugins")?;
+        let r = request.into_inner();
+        let (package, want) = conv::package(&r.package, &r.version)?;
+        let stores = self.loader.stores()?;
+        let permit = self.streams.admit()?;
+        // Unbounded, but bounded in count: a few phase events and at most ~100 download
+        // events (one per percent, or per MiB when the size is unknown), so a slow reader
+        // never stalls the install nor loses a phase.
+        let (tx, rx) = mpsc::unbounded_channel();
+        // The install runs to its end in its own task, whether or not the caller stays.
+        tokio::spawn(async move {
+            let _permit = permit;
+            let last = std::sync::atomic::AtomicU64::new(u64::MAX);
+            let report = |p: crate::loader::store::Progress| {
+                if p.phase == crate::loader::store::Phase::Download {
+                    let step = if p.total > 0 { p.total / 100 } else { 1 << 20 }.max(1);
+                    let bucket = p.done / step;
+                    if p.done != p.total
+                        && last.swap(bucket, std::sync::atomic::Ordering::Relaxed) == bucket
+                    {
+                        return;
+                    }
+                }
+                let _ = tx.send(Ok(conv::progress(&p)));
+            };
+            if let Err(e) = stores.install(&package, &want, &report).await {
+                let _ = tx.send(Err(e.into()));
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        )))
+    }
+
     type WatchStream = Events<pb::LoaderServiceWatchResponse>;
 
     async fn watch(

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::loader::handshake::{Dialect, Network};
 use crate::loader::registry::{Event, EventKind, Info, Status, UnloadStage};
 use crate::loader::spec::{check_name, PluginSpec};
+use crate::loader::store::{Package, Phase, Progress, Resolved, Want};
 use crate::pb;
 
 /// A day, the longest handshake or dial timeout.
@@ -23,14 +24,41 @@ const MAX_VERSIONS: usize = 64;
 pub fn spec(s: Option<pb::PluginSpec>, limits: &crate::config::Limits) -> Result<PluginSpec> {
     let s = s.ok_or_else(|| Error::invalid("spec", "is required"))?;
     check_name("spec.name", &s.name)?;
-    if s.binary.is_empty() {
+    let package = if s.package.is_empty() {
+        if !s.version.is_empty() {
+            return Err(Error::invalid(
+                "spec.version",
+                "is the version of spec.package, which is not set",
+            ));
+        }
+        None
+    } else {
+        if !s.binary.is_empty() {
+            return Err(Error::invalid(
+                "spec.binary",
+                "must be empty when spec.package is set (the installed binary is run)",
+            ));
+        }
+        Some((
+            Package::parse("spec.package", &s.package)?,
+            Want::parse("spec.version", &s.version)?,
+        ))
+    };
+    if s.binary.is_empty() && package.is_none() {
         return Err(Error::invalid(
             "spec.binary",
-            "is required (the plugin's executable: a path, or a name on PATH)",
+            "is required (the plugin's executable: a path, or a name on PATH), unless \
+             spec.package names one to install",
         ));
     }
-    // argv, env, cwd and environment_id follow ProcessSpec's rules and limits.
-    let mut argv = vec![s.binary.clone()];
+    // argv, env, cwd and environment_id follow ProcessSpec's rules and limits (an installed
+    // binary's path stands in for argv[0]).
+    let program = if s.binary.is_empty() {
+        "/plugins/installed".to_string()
+    } else {
+        s.binary.clone()
+    };
+    let mut argv = vec![program];
     argv.extend(s.args.iter().cloned());
     convert::spec(
         Some(pb::ProcessSpec {
@@ -114,6 +142,7 @@ pub fn spec(s: Option<pb::PluginSpec>, limits: &crate::config::Limits) -> Result
         protocol_versions: s.protocol_versions,
         restart,
         unload_grace_ms: s.unload_grace_ms,
+        package,
     })
 }
 
@@ -171,6 +200,16 @@ fn spec_to_pb(s: &PluginSpec) -> pb::PluginSpec {
         protocol_versions: s.protocol_versions.clone(),
         restart: s.restart.as_ref().map(policy_to_pb),
         unload_grace_ms: s.unload_grace_ms,
+        package: s
+            .package
+            .as_ref()
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default(),
+        version: s
+            .package
+            .as_ref()
+            .map(|(_, w)| w.to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -251,6 +290,7 @@ pub fn event(e: &Event) -> pb::PluginEvent {
             EventKind::Restarted => pb::PluginEventKind::Restarted,
             EventKind::Failed => pb::PluginEventKind::Failed,
             EventKind::Unloaded => pb::PluginEventKind::Unloaded,
+            EventKind::Installing => pb::PluginEventKind::Installing,
         } as i32,
         plugin: Some(info(&e.info)),
         exit: e.exit.as_ref().map(convert::exit_to_pb),
@@ -259,7 +299,54 @@ pub fn event(e: &Event) -> pb::PluginEvent {
         error: e.error.clone(),
         at_unix_ms: unix_ms(e.at),
         missed: 0,
+        install: e.install.as_ref().map(progress),
     }
+}
+
+/// A found plugin as sent.
+pub fn resolved(r: &Resolved) -> pb::ResolvedPlugin {
+    pb::ResolvedPlugin {
+        package: r.package.to_string(),
+        version: r.version.to_string(),
+        store: r.store.clone(),
+        digest: r.digest.clone(),
+        path: r
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        size: r.size.unwrap_or(0),
+    }
+}
+
+/// An install's progress as sent.
+pub fn progress(p: &Progress) -> pb::InstallResponse {
+    pb::InstallResponse {
+        phase: match p.phase {
+            Phase::Resolve => pb::InstallPhase::Resolve,
+            Phase::Download => pb::InstallPhase::Download,
+            Phase::Verify => pb::InstallPhase::Verify,
+            Phase::Done => pb::InstallPhase::Done,
+        } as i32,
+        done_bytes: p.done,
+        total_bytes: p.total,
+        plugin: p.resolved.as_ref().map(resolved),
+        message: p.message.clone(),
+    }
+}
+
+/// A Resolve or Install request's package and version, checked.
+pub fn package(package: &str, version: &str) -> Result<(Package, Want)> {
+    if package.is_empty() {
+        return Err(Error::invalid(
+            "package",
+            "is required (publisher/name, e.g. acme/kv)",
+        ));
+    }
+    Ok((
+        Package::parse("package", package)?,
+        Want::parse("version", version)?,
+    ))
 }
 
 /// A LAGGED event.

@@ -95,6 +95,32 @@ type LoaderServiceClient interface {
 	// InvalidArgument, ResourceExhausted (--max-streams). An unknown name is
 	// not an error: its events arrive once it is loaded.
 	Watch(ctx context.Context, in *LoaderServiceWatchRequest, opts ...grpc.CallOption) (LoaderService_WatchClient, error)
+	// Find a plugin by package ("publisher/name") and version across the
+	// daemon's stores (--plugin-store, in order; default the local cache
+	// only): the highest version that matches, and where it is. A version is
+	// an exact semver ("1.2.0"), a range ("^1.2", ">=1.0, <2", "1.x"), or
+	// "latest" (also empty): the highest release. Pre-releases match only a
+	// version that names one ("2.0.0-rc.1", ">=2.0.0-rc.0"). When two stores
+	// have the highest version, the first in order wins (so an installed one
+	// beats a download). A store that cannot be asked is named in the error
+	// only when no store answered. Errors:
+	//   - InvalidArgument: a malformed package or version (naming the field).
+	//   - NotFound: no store has a matching version (the message lists the
+	//     versions each store has).
+	//   - Unavailable: no store could be asked (each one's reason).
+	Resolve(ctx context.Context, in *ResolveRequest, opts ...grpc.CallOption) (*ResolveResponse, error)
+	// Resolve, then put the plugin into the local cache
+	// (<state dir>/plugins/<publisher>/<name>/<version>/) unless it is there:
+	// streams progress (RESOLVE, DOWNLOAD with bytes done/total, VERIFY,
+	// then DONE with the installed plugin). The download goes to a staging
+	// directory; its sha256 is checked against the store's digest, it is
+	// fsynced, and only then renamed into place, so a crash or a failure
+	// never leaves a version that could be loaded half-written. The install
+	// goes on if the caller leaves. Errors: those of Resolve;
+	// FailedPrecondition on a digest mismatch (both digests named; nothing is
+	// kept) or an artifact that is not a tend plugin; Unavailable when the
+	// store fails mid-way.
+	Install(ctx context.Context, in *InstallRequest, opts ...grpc.CallOption) (LoaderService_InstallClient, error)
 }
 
 type loaderServiceClient struct {
@@ -205,6 +231,47 @@ func (x *loaderServiceWatchClient) Recv() (*LoaderServiceWatchResponse, error) {
 	return m, nil
 }
 
+func (c *loaderServiceClient) Resolve(ctx context.Context, in *ResolveRequest, opts ...grpc.CallOption) (*ResolveResponse, error) {
+	out := new(ResolveResponse)
+	err := c.cc.Invoke(ctx, "/tend.v1.LoaderService/Resolve", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *loaderServiceClient) Install(ctx context.Context, in *InstallRequest, opts ...grpc.CallOption) (LoaderService_InstallClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_LoaderService_serviceDesc.Streams[2], "/tend.v1.LoaderService/Install", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &loaderServiceInstallClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type LoaderService_InstallClient interface {
+	Recv() (*InstallResponse, error)
+	grpc.ClientStream
+}
+
+type loaderServiceInstallClient struct {
+	grpc.ClientStream
+}
+
+func (x *loaderServiceInstallClient) Recv() (*InstallResponse, error) {
+	m := new(InstallResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // LoaderServiceServer is the server API for LoaderService service.
 // All implementations must embed UnimplementedLoaderServiceServer
 // for forward compatibility
@@ -287,6 +354,32 @@ type LoaderServiceServer interface {
 	// InvalidArgument, ResourceExhausted (--max-streams). An unknown name is
 	// not an error: its events arrive once it is loaded.
 	Watch(*LoaderServiceWatchRequest, LoaderService_WatchServer) error
+	// Find a plugin by package ("publisher/name") and version across the
+	// daemon's stores (--plugin-store, in order; default the local cache
+	// only): the highest version that matches, and where it is. A version is
+	// an exact semver ("1.2.0"), a range ("^1.2", ">=1.0, <2", "1.x"), or
+	// "latest" (also empty): the highest release. Pre-releases match only a
+	// version that names one ("2.0.0-rc.1", ">=2.0.0-rc.0"). When two stores
+	// have the highest version, the first in order wins (so an installed one
+	// beats a download). A store that cannot be asked is named in the error
+	// only when no store answered. Errors:
+	//   - InvalidArgument: a malformed package or version (naming the field).
+	//   - NotFound: no store has a matching version (the message lists the
+	//     versions each store has).
+	//   - Unavailable: no store could be asked (each one's reason).
+	Resolve(context.Context, *ResolveRequest) (*ResolveResponse, error)
+	// Resolve, then put the plugin into the local cache
+	// (<state dir>/plugins/<publisher>/<name>/<version>/) unless it is there:
+	// streams progress (RESOLVE, DOWNLOAD with bytes done/total, VERIFY,
+	// then DONE with the installed plugin). The download goes to a staging
+	// directory; its sha256 is checked against the store's digest, it is
+	// fsynced, and only then renamed into place, so a crash or a failure
+	// never leaves a version that could be loaded half-written. The install
+	// goes on if the caller leaves. Errors: those of Resolve;
+	// FailedPrecondition on a digest mismatch (both digests named; nothing is
+	// kept) or an artifact that is not a tend plugin; Unavailable when the
+	// store fails mid-way.
+	Install(*InstallRequest, LoaderService_InstallServer) error
 	mustEmbedUnimplementedLoaderServiceServer()
 }
 
@@ -311,6 +404,12 @@ func (UnimplementedLoaderServiceServer) Logs(*LogsRequest, LoaderService_LogsSer
 }
 func (UnimplementedLoaderServiceServer) Watch(*LoaderServiceWatchRequest, LoaderService_WatchServer) error {
 	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedLoaderServiceServer) Resolve(context.Context, *ResolveRequest) (*ResolveResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Resolve not implemented")
+}
+func (UnimplementedLoaderServiceServer) Install(*InstallRequest, LoaderService_InstallServer) error {
+	return status.Errorf(codes.Unimplemented, "method Install not implemented")
 }
 func (UnimplementedLoaderServiceServer) mustEmbedUnimplementedLoaderServiceServer() {}
 
@@ -439,6 +538,45 @@ func (x *loaderServiceWatchServer) Send(m *LoaderServiceWatchResponse) error {
 	return x.ServerStream.SendMsg(m)
 }
 
+func _LoaderService_Resolve_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LoaderServiceServer).Resolve(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tend.v1.LoaderService/Resolve",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LoaderServiceServer).Resolve(ctx, req.(*ResolveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LoaderService_Install_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(InstallRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(LoaderServiceServer).Install(m, &loaderServiceInstallServer{stream})
+}
+
+type LoaderService_InstallServer interface {
+	Send(*InstallResponse) error
+	grpc.ServerStream
+}
+
+type loaderServiceInstallServer struct {
+	grpc.ServerStream
+}
+
+func (x *loaderServiceInstallServer) Send(m *InstallResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _LoaderService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "tend.v1.LoaderService",
 	HandlerType: (*LoaderServiceServer)(nil),
@@ -459,6 +597,10 @@ var _LoaderService_serviceDesc = grpc.ServiceDesc{
 			MethodName: "Get",
 			Handler:    _LoaderService_Get_Handler,
 		},
+		{
+			MethodName: "Resolve",
+			Handler:    _LoaderService_Resolve_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -469,6 +611,11 @@ var _LoaderService_serviceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Watch",
 			Handler:       _LoaderService_Watch_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Install",
+			Handler:       _LoaderService_Install_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -49,6 +49,15 @@ class PluginEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PLUGIN_EVENT_KIND_FAILED: _ClassVar[PluginEventKind]
     PLUGIN_EVENT_KIND_UNLOADED: _ClassVar[PluginEventKind]
     PLUGIN_EVENT_KIND_LAGGED: _ClassVar[PluginEventKind]
+    PLUGIN_EVENT_KIND_INSTALLING: _ClassVar[PluginEventKind]
+
+class InstallPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INSTALL_PHASE_UNSPECIFIED: _ClassVar[InstallPhase]
+    INSTALL_PHASE_RESOLVE: _ClassVar[InstallPhase]
+    INSTALL_PHASE_DOWNLOAD: _ClassVar[InstallPhase]
+    INSTALL_PHASE_VERIFY: _ClassVar[InstallPhase]
+    INSTALL_PHASE_DONE: _ClassVar[InstallPhase]
 PLUGIN_STATE_UNSPECIFIED: PluginState
 PLUGIN_STATE_STARTING: PluginState
 PLUGIN_STATE_SERVING: PluginState
@@ -75,9 +84,15 @@ PLUGIN_EVENT_KIND_RESTARTED: PluginEventKind
 PLUGIN_EVENT_KIND_FAILED: PluginEventKind
 PLUGIN_EVENT_KIND_UNLOADED: PluginEventKind
 PLUGIN_EVENT_KIND_LAGGED: PluginEventKind
+PLUGIN_EVENT_KIND_INSTALLING: PluginEventKind
+INSTALL_PHASE_UNSPECIFIED: InstallPhase
+INSTALL_PHASE_RESOLVE: InstallPhase
+INSTALL_PHASE_DOWNLOAD: InstallPhase
+INSTALL_PHASE_VERIFY: InstallPhase
+INSTALL_PHASE_DONE: InstallPhase
 
 class PluginSpec(_message.Message):
-    __slots__ = ("name", "binary", "args", "env", "cwd", "environment_id", "handshake_timeout_ms", "dial_timeout_ms", "magic_cookie_key", "magic_cookie_value", "protocol_versions", "restart", "unload_grace_ms")
+    __slots__ = ("name", "binary", "args", "env", "cwd", "environment_id", "handshake_timeout_ms", "dial_timeout_ms", "magic_cookie_key", "magic_cookie_value", "protocol_versions", "restart", "unload_grace_ms", "package", "version")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +113,8 @@ class PluginSpec(_message.Message):
     PROTOCOL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     RESTART_FIELD_NUMBER: _ClassVar[int]
     UNLOAD_GRACE_MS_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     binary: str
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -111,7 +128,9 @@ class PluginSpec(_message.Message):
     protocol_versions: _containers.RepeatedScalarFieldContainer[int]
     restart: _agent_pb2.RestartPolicy
     unload_grace_ms: int
-    def __init__(self, name: _Optional[str] = ..., binary: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., environment_id: _Optional[str] = ..., handshake_timeout_ms: _Optional[int] = ..., dial_timeout_ms: _Optional[int] = ..., magic_cookie_key: _Optional[str] = ..., magic_cookie_value: _Optional[str] = ..., protocol_versions: _Optional[_Iterable[int]] = ..., restart: _Optional[_Union[_agent_pb2.RestartPolicy, _Mapping]] = ..., unload_grace_ms: _Optional[int] = ...) -> None: ...
+    package: str
+    version: str
+    def __init__(self, name: _Optional[str] = ..., binary: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., environment_id: _Optional[str] = ..., handshake_timeout_ms: _Optional[int] = ..., dial_timeout_ms: _Optional[int] = ..., magic_cookie_key: _Optional[str] = ..., magic_cookie_value: _Optional[str] = ..., protocol_versions: _Optional[_Iterable[int]] = ..., restart: _Optional[_Union[_agent_pb2.RestartPolicy, _Mapping]] = ..., unload_grace_ms: _Optional[int] = ..., package: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class PluginInfo(_message.Message):
     __slots__ = ("spec", "state", "pid", "process_id", "binary_path", "network", "address", "dialect", "core_protocol_version", "app_protocol_version", "handshake_line", "services", "version", "started_at_unix_ms", "serving_since_unix_ms", "restart_count", "last_exit", "last_error")
@@ -222,7 +241,7 @@ class LogsResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[_process_pb2.ProcessEvent, _Mapping]] = ...) -> None: ...
 
 class PluginEvent(_message.Message):
-    __slots__ = ("name", "kind", "plugin", "exit", "stderr_tail", "backoff_ms", "error", "at_unix_ms", "missed")
+    __slots__ = ("name", "kind", "plugin", "exit", "stderr_tail", "backoff_ms", "error", "at_unix_ms", "missed", "install")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +251,7 @@ class PluginEvent(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     MISSED_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: PluginEventKind
     plugin: PluginInfo
@@ -241,7 +261,8 @@ class PluginEvent(_message.Message):
     error: str
     at_unix_ms: int
     missed: int
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[PluginEventKind, str]] = ..., plugin: _Optional[_Union[PluginInfo, _Mapping]] = ..., exit: _Optional[_Union[_process_pb2.ExitStatus, _Mapping]] = ..., stderr_tail: _Optional[str] = ..., backoff_ms: _Optional[int] = ..., error: _Optional[str] = ..., at_unix_ms: _Optional[int] = ..., missed: _Optional[int] = ...) -> None: ...
+    install: InstallResponse
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[PluginEventKind, str]] = ..., plugin: _Optional[_Union[PluginInfo, _Mapping]] = ..., exit: _Optional[_Union[_process_pb2.ExitStatus, _Mapping]] = ..., stderr_tail: _Optional[str] = ..., backoff_ms: _Optional[int] = ..., error: _Optional[str] = ..., at_unix_ms: _Optional[int] = ..., missed: _Optional[int] = ..., install: _Optional[_Union[InstallResponse, _Mapping]] = ...) -> None: ...
 
 class LoaderServiceWatchRequest(_message.Message):
     __slots__ = ("name",)
@@ -280,3 +301,55 @@ class ShutdownRequest(_message.Message):
 class ShutdownResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ResolveRequest(_message.Message):
+    __slots__ = ("package", "version")
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    package: str
+    version: str
+    def __init__(self, package: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class ResolveResponse(_message.Message):
+    __slots__ = ("plugin",)
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    plugin: ResolvedPlugin
+    def __init__(self, plugin: _Optional[_Union[ResolvedPlugin, _Mapping]] = ...) -> None: ...
+
+class ResolvedPlugin(_message.Message):
+    __slots__ = ("package", "version", "store", "digest", "path", "size")
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    package: str
+    version: str
+    store: str
+    digest: str
+    path: str
+    size: int
+    def __init__(self, package: _Optional[str] = ..., version: _Optional[str] = ..., store: _Optional[str] = ..., digest: _Optional[str] = ..., path: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class InstallRequest(_message.Message):
+    __slots__ = ("package", "version")
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    package: str
+    version: str
+    def __init__(self, package: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class InstallResponse(_message.Message):
+    __slots__ = ("phase", "done_bytes", "total_bytes", "plugin", "message")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    DONE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    phase: InstallPhase
+    done_bytes: int
+    total_bytes: int
+    plugin: ResolvedPlugin
+    message: str
+    def __init__(self, phase: _Optional[_Union[InstallPhase, str]] = ..., done_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., plugin: _Optional[_Union[ResolvedPlugin, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...

@@ -112,6 +112,16 @@ class LoaderServiceStub:
                 request_serializer=tend_dot_v1_dot_loader__pb2.LoaderServiceWatchRequest.SerializeToString,
                 response_deserializer=tend_dot_v1_dot_loader__pb2.LoaderServiceWatchResponse.FromString,
                 _registered_method=True)
+        self.Resolve = channel.unary_unary(
+                '/tend.v1.LoaderService/Resolve',
+                request_serializer=tend_dot_v1_dot_loader__pb2.ResolveRequest.SerializeToString,
+                response_deserializer=tend_dot_v1_dot_loader__pb2.ResolveResponse.FromString,
+                _registered_method=True)
+        self.Install = channel.unary_stream(
+                '/tend.v1.LoaderService/Install',
+                request_serializer=tend_dot_v1_dot_loader__pb2.InstallRequest.SerializeToString,
+                response_deserializer=tend_dot_v1_dot_loader__pb2.InstallResponse.FromString,
+                _registered_method=True)
 
 
 class LoaderServiceServicer:
@@ -273,6 +283,42 @@ class LoaderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Resolve(self, request, context):
+        """Find a plugin by package ("publisher/name") and version across the
+        daemon's stores (--plugin-store, in order; default the local cache
+        only): the highest version that matches, and where it is. A version is
+        an exact semver ("1.2.0"), a range ("^1.2", ">=1.0, <2", "1.x"), or
+        "latest" (also empty): the highest release. Pre-releases match only a
+        version that names one ("2.0.0-rc.1", ">=2.0.0-rc.0"). When two stores
+        have the highest version, the first in order wins (so an installed one
+        beats a download). A store that cannot be asked is named in the error
+        only when no store answered. Errors:
+        - InvalidArgument: a malformed package or version (naming the field).
+        - NotFound: no store has a matching version (the message lists the
+        versions each store has).
+        - Unavailable: no store could be asked (each one's reason).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Install(self, request, context):
+        """Resolve, then put the plugin into the local cache
+        (<state dir>/plugins/<publisher>/<name>/<version>/) unless it is there:
+        streams progress (RESOLVE, DOWNLOAD with bytes done/total, VERIFY,
+        then DONE with the installed plugin). The download goes to a staging
+        directory; its sha256 is checked against the store's digest, it is
+        fsynced, and only then renamed into place, so a crash or a failure
+        never leaves a version that could be loaded half-written. The install
+        goes on if the caller leaves. Errors: those of Resolve;
+        FailedPrecondition on a digest mismatch (both digests named; nothing is
+        kept) or an artifact that is not a tend plugin; Unavailable when the
+        store fails mid-way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LoaderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -305,6 +351,16 @@ def add_LoaderServiceServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=tend_dot_v1_dot_loader__pb2.LoaderServiceWatchRequest.FromString,
                     response_serializer=tend_dot_v1_dot_loader__pb2.LoaderServiceWatchResponse.SerializeToString,
+            ),
+            'Resolve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resolve,
+                    request_deserializer=tend_dot_v1_dot_loader__pb2.ResolveRequest.FromString,
+                    response_serializer=tend_dot_v1_dot_loader__pb2.ResolveResponse.SerializeToString,
+            ),
+            'Install': grpc.unary_stream_rpc_method_handler(
+                    servicer.Install,
+                    request_deserializer=tend_dot_v1_dot_loader__pb2.InstallRequest.FromString,
+                    response_serializer=tend_dot_v1_dot_loader__pb2.InstallResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -517,6 +573,60 @@ class LoaderService:
             '/tend.v1.LoaderService/Watch',
             tend_dot_v1_dot_loader__pb2.LoaderServiceWatchRequest.SerializeToString,
             tend_dot_v1_dot_loader__pb2.LoaderServiceWatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resolve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tend.v1.LoaderService/Resolve',
+            tend_dot_v1_dot_loader__pb2.ResolveRequest.SerializeToString,
+            tend_dot_v1_dot_loader__pb2.ResolveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Install(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tend.v1.LoaderService/Install',
+            tend_dot_v1_dot_loader__pb2.InstallRequest.SerializeToString,
+            tend_dot_v1_dot_loader__pb2.InstallResponse.FromString,
             options,
             channel_credentials,
             insecure,
