@@ -7,8 +7,9 @@
 //	if err != nil { ... }
 //	defer conn.Close()
 //	procs := tendv1.NewProcessServiceClient(conn)
-//	agents := tendv1.NewAgentServiceClient(conn)   // the same connection serves all three
+//	agents := tendv1.NewAgentServiceClient(conn)   // the same connection serves them all
 //	runner := tendv1.NewRunnerServiceClient(conn)  // environments: native, Docker, Nix
+//	loader := tendv1.NewLoaderServiceClient(conn)  // plugins; ToPlugin calls one through tend
 package tend
 
 import (
