@@ -46,6 +46,8 @@ ensure_tend_bin() {
 # install themselves when run alone.
 DOCKER_APT_PACKAGES=(docker.io busybox-static)
 NIX_APT_PACKAGES=(nix-bin)
+# The plugin-store tests start their own OCI registry on loopback (tests/helper/engines.rs).
+REGISTRY_APT_PACKAGES=(docker-registry)
 # scripts/test's private engine: its state directory, and the busybox rootfs tarball that
 # scripts/docker-up keeps there (the test image tend-test/busybox:latest is imported from it).
 TEND_DOCKER_DIR_DEFAULT="$ROOT/.tools/docker"

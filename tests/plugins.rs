@@ -23,41 +23,14 @@ use crate::helper::{alive, eventually, Daemon};
 const GOPLUGIN_COOKIE: (&str, &str) = ("KVPLUGIN_GOPLUGIN_COOKIE", "kv-go-plugin-4c1e9b27");
 const GOPLUGIN_VERSION: u32 = 2;
 
-/// A test plugin's binary: `$VAR`, else `target/test-plugins/<file>`; `None` (and a printed
-/// reason) when neither exists, a panic under CI=true.
-fn plugin_bin(var: &str, file: &str) -> Option<PathBuf> {
-    let from_env = std::env::var_os(var).map(PathBuf::from);
-    let path = from_env.clone().unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target/test-plugins")
-            .join(file)
-    });
-    if path.is_file() {
-        return Some(path);
-    }
-    let why = match from_env {
-        Some(_) => format!("{var}={} does not exist", path.display()),
-        None => format!(
-            "{var} is not set and {} is not built (run eval \"$(scripts/build-test-plugins)\")",
-            path.display()
-        ),
-    };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "test plugin {file} missing under CI=true: {why}"
-    );
-    eprintln!("SKIP: test plugin {file}: {why}");
-    None
-}
-
 fn py() -> Option<PathBuf> {
-    plugin_bin("KVPLUGIN_PY", "kvplugin-py")
+    crate::helper::test_plugin("KVPLUGIN_PY", "kvplugin-py")
 }
 fn go() -> Option<PathBuf> {
-    plugin_bin("KVPLUGIN_GO", "kvplugin-go")
+    crate::helper::test_plugin("KVPLUGIN_GO", "kvplugin-go")
 }
 fn goplugin() -> Option<PathBuf> {
-    plugin_bin("KVPLUGIN_GOPLUGIN", "kvplugin-goplugin")
+    crate::helper::test_plugin("KVPLUGIN_GOPLUGIN", "kvplugin-goplugin")
 }
 
 async fn loader(d: &Daemon) -> LoaderClient {

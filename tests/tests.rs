@@ -18,4 +18,5 @@ mod plugin_mode;
 mod plugins;
 mod pty;
 mod runner;
+mod stores;
 mod validation;

@@ -190,3 +190,128 @@ pub fn python_with(modules: &str) -> Option<PathBuf> {
     let missing = (!ok).then(|| format!("{} cannot import {modules}", p.display()));
     require("python", missing).then_some(p)
 }
+
+/// A test plugin's binary: `$VAR`, else `target/test-plugins/<file>`; `None` (and a printed
+/// reason) when neither exists, a panic under CI=true.
+pub fn test_plugin(var: &str, file: &str) -> Option<PathBuf> {
+    let from_env = std::env::var_os(var).map(PathBuf::from);
+    let path = from_env.clone().unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/test-plugins")
+            .join(file)
+    });
+    if path.is_file() {
+        return Some(path);
+    }
+    let why = match from_env {
+        Some(_) => format!("{var}={} does not exist", path.display()),
+        None => format!(
+            "{var} is not set and {} is not built (run eval \"$(scripts/build-test-plugins)\")",
+            path.display()
+        ),
+    };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "test plugin {file} missing under CI=true: {why}"
+    );
+    eprintln!("SKIP: test plugin {file}: {why}");
+    None
+}
+
+/// Why a registry cannot be started here, if it cannot: Debian's `docker-registry` (the
+/// distribution registry, 2.8) must be on PATH (`scripts/install-deps` installs it).
+pub fn registry_missing() -> Option<String> {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("docker-registry").is_file()))
+        .unwrap_or(false);
+    (!found).then(|| "docker-registry is not on PATH (apt-get install docker-registry)".into())
+}
+
+/// A private OCI registry on a free loopback port, with its own config and storage, killed
+/// when dropped.
+pub struct Registry {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Its filesystem storage root.
+    pub storage: PathBuf,
+    child: std::process::Child,
+    _tmp: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let tmp = tempfile::Builder::new()
+            .prefix("tend-registry")
+            .tempdir()
+            .unwrap();
+        let storage = tmp.path().join("data");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = tmp.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: \
+                 {}\nhttp:\n  addr: {addr}\n",
+                storage.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(tmp.path().join("log")).unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let r = Registry {
+            addr,
+            storage,
+            child,
+            _tmp: tmp,
+        };
+        for _ in 0..200 {
+            if let Ok(mut s) = std::net::TcpStream::connect(&r.addr) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let req = format!("GET /v2/ HTTP/1.0\r\nHost: {}\r\n\r\n", r.addr);
+                let mut answer = String::new();
+                if s.write_all(req.as_bytes()).is_ok()
+                    && s.read_to_string(&mut answer).is_ok()
+                    && answer.starts_with("HTTP/1.0 200")
+                {
+                    return r;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("docker-registry did not answer on {} within 10 s", r.addr);
+    }
+
+    /// The daemon's `--plugin-store` for it.
+    pub fn store(&self) -> String {
+        format!("oci://{}", self.addr)
+    }
+
+    /// Where the registry keeps the blob `sha256:<hex>`.
+    pub fn blob(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

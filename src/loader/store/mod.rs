@@ -185,13 +185,19 @@ impl Stores {
             }
         }
         let Some((version, i)) = best else {
-            if seen.is_empty() {
+            // A store that could not be asked may have it: that is the answer, not NotFound.
+            if !failed.is_empty() {
+                let asked = if seen.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (the others have {})", seen.join("; "))
+                };
                 return Err(Error::Unavailable(format!(
-                    "no plugin store could be asked for {p}: {}",
+                    "no version of {p} matching {want} was found, and a plugin store could not \
+                     be asked: {}{asked}",
                     failed.join("; ")
                 )));
             }
-            seen.extend(failed.iter().map(|f| format!("{f} (not asked)")));
             return Err(Error::NotFound(format!(
                 "no version of {p} matches {want}; the stores have {}",
                 seen.join("; ")

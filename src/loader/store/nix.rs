@@ -146,21 +146,34 @@ impl NixStore {
         std::fs::create_dir_all(&self.roots)
             .map_err(|e| Error::io(format!("create {}", self.roots.display()), e))?;
         let root = self.roots.join(format!("{}-{}-{v}", p.publisher, p.name));
-        let out = self
+        // `--json` rather than `--print-out-paths`, which nix gained only in 2.9 (Debian 12
+        // ships 2.8): `[{"drvPath": …, "outputs": {"out": PATH}}]`.
+        let what = format!("nix build {attr}");
+        let printed = self
             .nix(
                 &[
                     "build",
-                    "--print-out-paths",
+                    "--json",
                     "--out-link",
                     root.to_str().unwrap_or_default(),
                     &attr,
                 ],
                 BUILD_TIMEOUT,
-                &format!("nix build {attr}"),
+                &what,
             )
             .await?;
-        let out = String::from_utf8_lossy(&out);
-        let out = PathBuf::from(out.lines().next().unwrap_or_default().trim());
+        #[derive(serde::Deserialize)]
+        struct Built {
+            outputs: std::collections::BTreeMap<String, PathBuf>,
+        }
+        let built: Vec<Built> = serde_json::from_slice(&printed).map_err(|e| {
+            Error::FailedPrecondition(format!("{what} printed what tend cannot read: {e}"))
+        })?;
+        let out = built
+            .into_iter()
+            .next()
+            .and_then(|b| b.outputs.get("out").cloned())
+            .ok_or_else(|| Error::FailedPrecondition(format!("{what} built no `out` output")))?;
         let binary = if out.is_file() {
             out.clone()
         } else {

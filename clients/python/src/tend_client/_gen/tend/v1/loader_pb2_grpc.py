@@ -292,11 +292,13 @@ class LoaderServiceServicer:
         version that names one ("2.0.0-rc.1", ">=2.0.0-rc.0"). When two stores
         have the highest version, the first in order wins (so an installed one
         beats a download). A store that cannot be asked is named in the error
-        only when no store answered. Errors:
+        only when nothing matched. Errors:
         - InvalidArgument: a malformed package or version (naming the field).
-        - NotFound: no store has a matching version (the message lists the
-        versions each store has).
-        - Unavailable: no store could be asked (each one's reason).
+        - NotFound: every store answered, and none has a matching version (the
+        message lists the versions each store has).
+        - Unavailable: none matched and a store could not be asked (its
+        reason: a registry down, nix missing), so it may have one.
+        - PermissionDenied: a registry refused the credentials.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
