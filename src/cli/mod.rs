@@ -259,12 +259,16 @@ pub enum PluginCommand {
         /// Unload's grace period: SIGTERM at half of it, SIGKILL at all of it.
         #[arg(long, value_name = "MS")]
         grace_ms: Option<u32>,
-        /// The plugin's name, unique among loaded plugins; or, alone, a package from the
-        /// daemon's stores, PUBLISHER/NAME[@VERSION] (a version, a range like ^1.2, or latest;
-        /// default latest), installed first when needed and loaded under its NAME.
+        /// Load a package under this name instead of the package's NAME.
+        #[arg(long = "as", value_name = "NAME")]
+        rename: Option<String>,
+        /// The plugin's name, unique among loaded plugins (then BINARY follows); or a package
+        /// from the daemon's stores, PUBLISHER/NAME[@VERSION] (a version, a range like ^1.2, or
+        /// latest; default latest), installed first when needed and loaded under its NAME (or
+        /// --as), with the arguments that follow. A name has no `/`; a package always has one.
         name: String,
-        /// The plugin's executable (a path, or a name on PATH) and its arguments. Everything
-        /// from it on belongs to the plugin.
+        /// The plugin's executable (a path, or a name on PATH) and its arguments; after a
+        /// package, only the arguments. Everything from here on belongs to the plugin.
         #[arg(
             trailing_var_arg = true,
             allow_hyphen_values = true,
@@ -596,24 +600,37 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
                     dial_timeout_ms,
                     restart,
                     grace_ms,
+                    rename,
                     name,
                     command,
                 } => {
                     let (key, value) = cookie.unwrap_or_default();
-                    let (name, binary, package, version) = match command.first() {
-                        Some(binary) => (name, binary.clone(), String::new(), String::new()),
-                        None => {
-                            let (package, version) = plugin::package_arg(&name)?;
-                            let short = package.rsplit('/').next().unwrap_or_default().to_string();
-                            (short, String::new(), package, version)
-                        }
+                    let (name, binary, package, version, args) = if name.contains('/') {
+                        let (package, version) = plugin::package_arg(&name)?;
+                        let short = package.rsplit('/').next().unwrap_or_default().to_string();
+                        let name = rename.unwrap_or(short);
+                        (name, String::new(), package, version, command)
+                    } else {
+                        let Some((binary, args)) = command.split_first() else {
+                            anyhow::bail!(
+                                "give the plugin's executable after its name ({name} BINARY \
+                                 [ARGS]...), or load a package: PUBLISHER/NAME[@VERSION]"
+                            );
+                        };
+                        (
+                            name,
+                            binary.clone(),
+                            String::new(),
+                            String::new(),
+                            args.to_vec(),
+                        )
                     };
                     let spec = crate::pb::PluginSpec {
                         name,
                         binary,
                         package,
                         version,
-                        args: command.get(1..).unwrap_or_default().to_vec(),
+                        args,
                         env: env.into_iter().collect(),
                         cwd: cwd.unwrap_or_default(),
                         environment_id: environment.unwrap_or_default(),

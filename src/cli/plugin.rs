@@ -176,15 +176,22 @@ pub async fn install(mut c: LoaderClient, arg: &str) -> anyhow::Result<i32> {
         .install(pb::InstallRequest { package, version })
         .await?
         .into_inner();
+    // A line per tenth of the download is enough for a terminal or a log.
+    let mut shown = None;
     while let Some(ev) = events.next().await {
         let ev = ev?;
         match pb::InstallPhase::try_from(ev.phase) {
-            Ok(pb::InstallPhase::Download) if ev.total_bytes > 0 => eprintln!(
-                "[download] {} / {} bytes ({}%)",
-                ev.done_bytes,
-                ev.total_bytes,
-                ev.done_bytes * 100 / ev.total_bytes
-            ),
+            Ok(pb::InstallPhase::Download) if ev.total_bytes > 0 => {
+                let tenth = ev.done_bytes * 10 / ev.total_bytes;
+                if shown.replace(tenth) != Some(tenth) {
+                    eprintln!(
+                        "[download] {} / {} bytes ({}%)",
+                        ev.done_bytes,
+                        ev.total_bytes,
+                        ev.done_bytes * 100 / ev.total_bytes
+                    );
+                }
+            }
             Ok(pb::InstallPhase::Download) if ev.message.is_empty() => {
                 eprintln!("[download] {} bytes", ev.done_bytes)
             }

@@ -35,6 +35,8 @@ pub const BINARY_TYPE: &str = "application/vnd.tend.plugin.binary.v1";
 const TITLE: &str = "org.opencontainers.image.title";
 /// A manifest bigger than this is not one of ours.
 const MANIFEST_MAX: usize = 1 << 20;
+/// The largest plugin binary an install takes: a registry cannot fill the daemon's disk.
+pub const BINARY_MAX: u64 = 4 << 30;
 
 /// A registry as configured: `oci://HOST[:PORT][/PREFIX]`, plain HTTP with `oci+http://` (or
 /// for a loopback host, which is never worth TLS).
@@ -387,6 +389,11 @@ impl OciStore {
             .clone()
             .ok_or_else(|| Error::Internal("an OCI artifact without a digest".into()))?;
         let total = artifact.size.unwrap_or(0);
+        if total > BINARY_MAX {
+            return Err(Error::FailedPrecondition(format!(
+                "{what}: its binary is {total} bytes, more than the {BINARY_MAX} a plugin may be"
+            )));
+        }
         let r = self.registry.tagged(p, &v.to_string());
         let mut blob = self
             .client
@@ -411,9 +418,10 @@ impl OciStore {
                     )))
                 }
             };
-            if total > 0 && done + chunk.len() as u64 > total {
+            let limit = if total > 0 { total } else { BINARY_MAX };
+            if done + chunk.len() as u64 > limit {
                 return Err(Error::FailedPrecondition(format!(
-                    "{what}: the registry sent more than the {total} bytes the manifest names"
+                    "{what}: the registry sent more than the {limit} bytes the manifest names"
                 )));
             }
             hash.update(&chunk);
