@@ -467,7 +467,7 @@ async fn nix_flake_outputs_resolve_by_version_and_load() {
     assert!(std::fs::read_link(&installed)
         .unwrap()
         .starts_with("/nix/store"));
-    let root = d.dir.join("plugins/.nix-roots/acme-kvnix-1.1.0");
+    let root = d.dir.join("plugins/.nix-roots/acme/kvnix/1.1.0");
     assert!(
         std::fs::read_link(&root).unwrap().starts_with("/nix/store"),
         "the GC root"

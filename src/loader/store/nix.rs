@@ -5,7 +5,7 @@
 //! `tendPlugins.<system>."<publisher>"."<name>"."<V>"` (system as nix names it, `x86_64-linux`),
 //! a derivation whose output is the executable itself, or a directory with `bin/<name>`. The
 //! versions are that attribute set's names (`builtins.attrNames`, evaluated without building).
-//! A build is kept alive by a GC root in the state dir (`plugins/.nix-roots/`), outside the
+//! A build is kept alive by a GC root in the state dir (`plugins/.nix-roots/<publisher>/<name>/<version>`), outside the
 //! version directories, which only hold a symlink to the binary in the store.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -143,9 +143,11 @@ impl NixStore {
     /// Build version `v` (rooted), and link its binary into `into`.
     pub async fn fetch(&self, p: &Package, v: &Version, into: &Path) -> Result<Fetched> {
         let attr = format!("{}.\"{v}\"", self.attr(p));
-        std::fs::create_dir_all(&self.roots)
-            .map_err(|e| Error::io(format!("create {}", self.roots.display()), e))?;
-        let root = self.roots.join(format!("{}-{}-{v}", p.publisher, p.name));
+        // One directory per package, so that no two packages' roots can share a name.
+        let dir = self.roots.join(&p.publisher).join(&p.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let root = dir.join(v.to_string());
         // `--json` rather than `--print-out-paths`, which nix gained only in 2.9 (Debian 12
         // ships 2.8): `[{"drvPath": …, "outputs": {"out": PATH}}]`.
         let what = format!("nix build {attr}");
