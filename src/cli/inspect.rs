@@ -8,34 +8,94 @@ use super::run::{exit_code, Printer, Shown, EXIT_BROKEN_PIPE};
 use crate::pb;
 
 /// `tend ps`.
-pub async fn ps(mut c: ProcessClient) -> anyhow::Result<i32> {
-    let list = c.list(pb::ListRequest::default()).await?.into_inner();
+pub async fn ps(
+    mut c: ProcessClient,
+    request: pb::ListRequest,
+    watch: Option<u64>,
+) -> anyhow::Result<i32> {
+    loop {
+        let list = c.list(request.clone()).await?.into_inner();
+        if watch.is_some() {
+            // Clear the screen and go home, as watch(1) does.
+            print!("\x1b[H\x1b[2J");
+        }
+        print_ps(&list.processes);
+        let Some(secs) = watch else { return Ok(0) };
+        tokio::time::sleep(std::time::Duration::from_secs(secs.max(1))).await;
+    }
+}
+
+fn print_ps(processes: &[pb::ProcessInfo]) {
     println!(
-        "{:<8} {:<16} {:<10} {:>8} {:>8} COMMAND",
-        "ID", "NAME", "STATE", "PID", "AGE"
+        "{:<8} {:<16} {:<10} {:>8} {:>7} {:<9} {:>6} {:>9} {:>5} {:<16} COMMAND",
+        "ID", "NAME", "STATE", "PID", "AGE", "KERNEL", "CPU%", "RSS", "PROCS", "PORTS"
     );
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    for p in list.processes {
+    for p in processes {
         let state = match &p.exit {
             Some(x) if x.exit_code.is_some() => format!("exit {}", exit_code(x)),
             Some(x) => x.signal_name.clone(),
             None => "running".into(),
         };
         let age = (now - p.started_at_unix_ms).max(0) / 1000;
+        let (kernel, cpu, rss, procs) = match &p.usage {
+            Some(u) => (
+                pb::KernelState::try_from(u.state)
+                    .map(|k| {
+                        k.as_str_name()
+                            .trim_start_matches("KERNEL_STATE_")
+                            .to_lowercase()
+                    })
+                    .unwrap_or_default(),
+                format!("{:.1}", u.cpu_percent),
+                human_bytes(u.rss_bytes),
+                u.processes.to_string(),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let ports = if p.ports.is_empty() {
+            "-".to_string()
+        } else {
+            p.ports
+                .iter()
+                .map(|l| format!("{}/{}", l.port, l.protocol))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         println!(
-            "{:<8} {:<16} {:<10} {:>8} {:>7}s {}",
+            "{:<8} {:<16} {:<10} {:>8} {:>6}s {:<9} {:>6} {:>9} {:>5} {:<16} {}",
             p.id,
             p.name,
             state,
             p.pid,
             age,
+            kernel,
+            cpu,
+            rss,
+            procs,
+            ports,
             p.argv.join(" ")
         );
     }
-    Ok(0)
+}
+
+/// `1.5M`, `320K`, `12G`, as ps and top show sizes.
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", UNITS[unit])
+    }
 }
 
 /// `tend logs`: exits 0, or `EXIT_OUTPUT_LOST` when part of the output was no longer retained

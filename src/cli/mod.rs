@@ -87,8 +87,25 @@ pub enum Command {
         )]
         argv: Vec<String>,
     },
-    /// List processes, running and exited.
-    Ps,
+    /// List processes, running and exited, with what each running one's tree uses (state, CPU
+    /// %, resident memory, processes) and the ports it listens on.
+    Ps {
+        /// Only processes carrying this tag KEY=VALUE (repeatable: all of them).
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = key_value)]
+        tags: Vec<(String, String)>,
+        /// Only running or only exited processes.
+        #[arg(long, value_parser = ["running", "exited"])]
+        state: Option<String>,
+        /// Only the process with this name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only processes that listen on a port.
+        #[arg(long)]
+        listening: bool,
+        /// Refresh every second (every N seconds with -w N) until interrupted.
+        #[arg(short = 'w', long = "watch", value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
+        watch: Option<u64>,
+    },
     /// Print a process's retained output; -f follows it until it exits.
     ///
     /// Reads losslessly: while following, the process waits for this reader rather than
@@ -704,7 +721,26 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
             )
             .await
         }
-        Command::Ps => inspect::ps(c).await,
+        Command::Ps {
+            tags,
+            state,
+            name,
+            listening,
+            watch,
+        } => {
+            let request = crate::pb::ListRequest {
+                state: match state.as_deref() {
+                    Some("running") => crate::pb::ProcessState::Running,
+                    Some("exited") => crate::pb::ProcessState::Exited,
+                    _ => crate::pb::ProcessState::Unspecified,
+                } as i32,
+                tags: tags.into_iter().collect(),
+                with_usage: true,
+                listening,
+                name: name.unwrap_or_default(),
+            };
+            inspect::ps(c, request, watch).await
+        }
         Command::Logs {
             id,
             follow,

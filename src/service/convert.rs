@@ -7,6 +7,7 @@ use crate::config::Limits;
 use crate::error::{quote, Error, Result};
 use crate::pb;
 use crate::supervisor::spec::{PtySize, Spec, NATIVE};
+use crate::supervisor::usage::{KernelState, Measured, Usage};
 use crate::supervisor::view::{StreamView, ViewOptions};
 use crate::supervisor::{Chunk, Ended, ExitInfo, Process, StreamKind};
 
@@ -309,6 +310,52 @@ pub fn info(p: &Process) -> pb::ProcessInfo {
             .collect(),
         environment_id: p.spec.environment.clone(),
         request_id: p.spec.request_id.clone().unwrap_or_default(),
+        usage: None,
+        leader_usage: None,
+        ports: Vec::new(),
+    }
+}
+
+/// A process as sent, with what its tree uses and listens on (`None`: not measured).
+pub fn info_with(p: &Process, m: Option<&Measured>) -> pb::ProcessInfo {
+    let mut i = info(p);
+    if let Some(m) = m {
+        let mut tree = usage_to_pb(&m.tree);
+        tree.cpu_percent = m.cpu_percent;
+        i.usage = Some(tree);
+        i.leader_usage = m.leader.as_ref().map(usage_to_pb);
+        i.ports = m
+            .ports
+            .iter()
+            .map(|l| pb::ListeningPort {
+                protocol: l.protocol.into(),
+                address: l.address.clone(),
+                port: l.port.into(),
+                pid: l.pid,
+            })
+            .collect();
+    }
+    i
+}
+
+fn usage_to_pb(u: &Usage) -> pb::ResourceUsage {
+    pb::ResourceUsage {
+        state: match u.state {
+            None => pb::KernelState::Unspecified,
+            Some(KernelState::Running) => pb::KernelState::Running,
+            Some(KernelState::Sleeping) => pb::KernelState::Sleeping,
+            Some(KernelState::DiskWait) => pb::KernelState::DiskWait,
+            Some(KernelState::Stopped) => pb::KernelState::Stopped,
+            Some(KernelState::Zombie) => pb::KernelState::Zombie,
+            Some(KernelState::Idle) => pb::KernelState::Idle,
+            Some(KernelState::Dead) => pb::KernelState::Dead,
+        } as i32,
+        user_cpu_ms: u.user_cpu_ms,
+        system_cpu_ms: u.system_cpu_ms,
+        cpu_percent: 0.0,
+        rss_bytes: u.rss_bytes,
+        peak_rss_bytes: u.peak_rss_bytes,
+        processes: u.processes,
     }
 }
 

@@ -330,8 +330,9 @@ impl ProcessService for ProcessApi {
     ) -> Result<Response<pb::GetResponse>, Status> {
         let r = request.into_inner();
         let p = self.find("id", &r.id)?;
+        let measured = measure(vec![p.clone()], true).await;
         Ok(Response::new(pb::GetResponse {
-            process: Some(convert::info(&p)),
+            process: Some(convert::info_with(&p, measured[0].as_ref())),
         }))
     }
 
@@ -352,12 +353,21 @@ impl ProcessService for ProcessApi {
             running,
             tags: convert::tags(r.tags),
         };
-        let processes = self
-            .sup
-            .list(&filter)
-            .iter()
-            .map(|p| convert::info(p))
-            .collect();
+        let mut found = self.sup.list(&filter);
+        if !r.name.is_empty() {
+            found.retain(|p| p.spec.name.as_deref() == Some(r.name.as_str()));
+        }
+        let processes = if r.with_usage || r.listening {
+            let measured = measure(found.clone(), true).await;
+            found
+                .iter()
+                .zip(&measured)
+                .filter(|(_, m)| !r.listening || m.as_ref().is_some_and(|m| !m.ports.is_empty()))
+                .map(|(p, m)| convert::info_with(p, m.as_ref()))
+                .collect()
+        } else {
+            found.iter().map(|p| convert::info(p)).collect()
+        };
         Ok(Response::new(pb::ListResponse { processes }))
     }
 
@@ -388,4 +398,15 @@ impl ProcessService for ProcessApi {
         self.sup.remove(&r.id, r.force).await?;
         Ok(Response::new(pb::RemoveResponse {}))
     }
+}
+
+/// What `procs` use and listen on, read off the async workers (a pass over /proc).
+async fn measure(
+    procs: Vec<std::sync::Arc<crate::supervisor::Process>>,
+    ports: bool,
+) -> Vec<Option<crate::supervisor::usage::Measured>> {
+    let n = procs.len();
+    tokio::task::spawn_blocking(move || crate::supervisor::usage::measure(&procs, ports))
+        .await
+        .unwrap_or_else(|_| vec![None; n])
 }

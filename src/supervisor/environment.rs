@@ -110,6 +110,12 @@ pub enum SignalError {
 
 /// A process's group, for signals and the final kill.
 pub trait Group: Send + Sync {
+    /// Where its tree's processes are on this host, for what they use and listen on; `None`
+    /// where they are not host processes the daemon can read (a container's).
+    fn tree(&self) -> Option<super::usage::Tree> {
+        None
+    }
+
     /// Send `sig` to the whole group, or to the leader only (a client's Signal).
     fn signal(
         &self,

@@ -15,6 +15,7 @@ mod ring;
 pub mod signal;
 mod spawn;
 pub mod spec;
+pub mod usage;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap};

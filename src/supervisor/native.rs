@@ -134,6 +134,14 @@ impl HostGroup {
 }
 
 impl Group for HostGroup {
+    fn tree(&self) -> Option<super::usage::Tree> {
+        Some(super::usage::Tree {
+            pgid: self.pgid,
+            cgroup: self.cgroup.clone(),
+            marker: self.marker.clone(),
+        })
+    }
+
     fn signal(
         &self,
         sig: i32,

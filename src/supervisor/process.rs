@@ -34,6 +34,9 @@ pub struct Process {
     pub(super) group: Arc<dyn Group>,
     input: Mutex<Option<Input>>,
     pty: Option<Mutex<(Box<dyn Terminal>, PtySize)>>,
+    /// The tree's CPU milliseconds at the last measure, and when: recent CPU % is measured
+    /// from there.
+    pub(super) cpu_sample: Mutex<Option<(u64, Instant)>>,
 }
 
 impl std::fmt::Debug for Process {
@@ -68,6 +71,7 @@ impl Process {
             group,
             input: Mutex::new(input),
             pty,
+            cpu_sample: Mutex::new(None),
         }
     }
 

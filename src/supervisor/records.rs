@@ -180,7 +180,7 @@ impl Snapshot {
 }
 
 /// The `TEND_ORIGIN` value in a process's environment.
-fn marker_of(pid: u32) -> Option<String> {
+pub(crate) fn marker_of(pid: u32) -> Option<String> {
     let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     let want = format!("{MARKER}=");
     env.split(|&b| b == 0)

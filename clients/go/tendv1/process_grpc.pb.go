@@ -40,9 +40,12 @@ type ProcessServiceClient interface {
 	Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalResponse, error)
 	// Wait until the process exits, or until timeout_ms passes.
 	Wait(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (*WaitResponse, error)
-	// Describe one process.
+	// Describe one process; a running host process with what its tree uses
+	// (ProcessInfo.usage) and the sockets it listens on (ProcessInfo.ports).
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
-	// List processes, running and exited (until removed or evicted).
+	// List processes, running and exited (until removed or evicted); with
+	// `with_usage`, what each tree uses and where it listens (one pass over
+	// /proc for all).
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// A bounded text view of the output made for LLM tools: head + tail, long
 	// lines cut, with counts of what was left out.
@@ -271,9 +274,12 @@ type ProcessServiceServer interface {
 	Signal(context.Context, *SignalRequest) (*SignalResponse, error)
 	// Wait until the process exits, or until timeout_ms passes.
 	Wait(context.Context, *WaitRequest) (*WaitResponse, error)
-	// Describe one process.
+	// Describe one process; a running host process with what its tree uses
+	// (ProcessInfo.usage) and the sockets it listens on (ProcessInfo.ports).
 	Get(context.Context, *GetRequest) (*GetResponse, error)
-	// List processes, running and exited (until removed or evicted).
+	// List processes, running and exited (until removed or evicted); with
+	// `with_usage`, what each tree uses and where it listens (one pass over
+	// /proc for all).
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// A bounded text view of the output made for LLM tools: head + tail, long
 	// lines cut, with counts of what was left out.

@@ -19,6 +19,17 @@ class ProcessState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROCESS_STATE_UNSPECIFIED: _ClassVar[ProcessState]
     PROCESS_STATE_RUNNING: _ClassVar[ProcessState]
     PROCESS_STATE_EXITED: _ClassVar[ProcessState]
+
+class KernelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KERNEL_STATE_UNSPECIFIED: _ClassVar[KernelState]
+    KERNEL_STATE_RUNNING: _ClassVar[KernelState]
+    KERNEL_STATE_SLEEPING: _ClassVar[KernelState]
+    KERNEL_STATE_DISK_WAIT: _ClassVar[KernelState]
+    KERNEL_STATE_STOPPED: _ClassVar[KernelState]
+    KERNEL_STATE_ZOMBIE: _ClassVar[KernelState]
+    KERNEL_STATE_IDLE: _ClassVar[KernelState]
+    KERNEL_STATE_DEAD: _ClassVar[KernelState]
 STREAM_UNSPECIFIED: Stream
 STREAM_STDOUT: Stream
 STREAM_STDERR: Stream
@@ -26,6 +37,14 @@ STREAM_PTY: Stream
 PROCESS_STATE_UNSPECIFIED: ProcessState
 PROCESS_STATE_RUNNING: ProcessState
 PROCESS_STATE_EXITED: ProcessState
+KERNEL_STATE_UNSPECIFIED: KernelState
+KERNEL_STATE_RUNNING: KernelState
+KERNEL_STATE_SLEEPING: KernelState
+KERNEL_STATE_DISK_WAIT: KernelState
+KERNEL_STATE_STOPPED: KernelState
+KERNEL_STATE_ZOMBIE: KernelState
+KERNEL_STATE_IDLE: KernelState
+KERNEL_STATE_DEAD: KernelState
 
 class ProcessSpec(_message.Message):
     __slots__ = ("argv", "env", "cwd", "tags", "name", "pty", "stdin", "non_interactive", "clear_env", "environment_id")
@@ -102,7 +121,7 @@ class StreamInfo(_message.Message):
     def __init__(self, stream: _Optional[_Union[Stream, str]] = ..., total_bytes: _Optional[int] = ..., tail_offset: _Optional[int] = ..., head_bytes: _Optional[int] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("id", "name", "argv", "cwd", "tags", "state", "pid", "pgid", "pty", "stdin_open", "started_at_unix_ms", "exit", "streams", "environment_id", "request_id")
+    __slots__ = ("id", "name", "argv", "cwd", "tags", "state", "pid", "pgid", "pty", "stdin_open", "started_at_unix_ms", "exit", "streams", "environment_id", "request_id", "usage", "leader_usage", "ports")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +144,9 @@ class ProcessInfo(_message.Message):
     STREAMS_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    LEADER_USAGE_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -140,7 +162,40 @@ class ProcessInfo(_message.Message):
     streams: _containers.RepeatedCompositeFieldContainer[StreamInfo]
     environment_id: str
     request_id: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., pgid: _Optional[int] = ..., pty: _Optional[_Union[PtySize, _Mapping]] = ..., stdin_open: _Optional[bool] = ..., started_at_unix_ms: _Optional[int] = ..., exit: _Optional[_Union[ExitStatus, _Mapping]] = ..., streams: _Optional[_Iterable[_Union[StreamInfo, _Mapping]]] = ..., environment_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    usage: ResourceUsage
+    leader_usage: ResourceUsage
+    ports: _containers.RepeatedCompositeFieldContainer[ListeningPort]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., pgid: _Optional[int] = ..., pty: _Optional[_Union[PtySize, _Mapping]] = ..., stdin_open: _Optional[bool] = ..., started_at_unix_ms: _Optional[int] = ..., exit: _Optional[_Union[ExitStatus, _Mapping]] = ..., streams: _Optional[_Iterable[_Union[StreamInfo, _Mapping]]] = ..., environment_id: _Optional[str] = ..., request_id: _Optional[str] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., leader_usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[ListeningPort, _Mapping]]] = ...) -> None: ...
+
+class ResourceUsage(_message.Message):
+    __slots__ = ("state", "user_cpu_ms", "system_cpu_ms", "cpu_percent", "rss_bytes", "peak_rss_bytes", "processes")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    USER_CPU_MS_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_CPU_MS_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PEAK_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    state: KernelState
+    user_cpu_ms: int
+    system_cpu_ms: int
+    cpu_percent: float
+    rss_bytes: int
+    peak_rss_bytes: int
+    processes: int
+    def __init__(self, state: _Optional[_Union[KernelState, str]] = ..., user_cpu_ms: _Optional[int] = ..., system_cpu_ms: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., peak_rss_bytes: _Optional[int] = ..., processes: _Optional[int] = ...) -> None: ...
+
+class ListeningPort(_message.Message):
+    __slots__ = ("protocol", "address", "port", "pid")
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    protocol: str
+    address: str
+    port: int
+    pid: int
+    def __init__(self, protocol: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., pid: _Optional[int] = ...) -> None: ...
 
 class ProcessEvent(_message.Message):
     __slots__ = ("started", "data", "gap", "exited")
@@ -377,7 +432,7 @@ class GetResponse(_message.Message):
     def __init__(self, process: _Optional[_Union[ProcessInfo, _Mapping]] = ...) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ("state", "tags")
+    __slots__ = ("state", "tags", "with_usage", "listening", "name")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -387,9 +442,15 @@ class ListRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     STATE_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    WITH_USAGE_FIELD_NUMBER: _ClassVar[int]
+    LISTENING_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     state: ProcessState
     tags: _containers.ScalarMap[str, str]
-    def __init__(self, state: _Optional[_Union[ProcessState, str]] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    with_usage: bool
+    listening: bool
+    name: str
+    def __init__(self, state: _Optional[_Union[ProcessState, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., with_usage: _Optional[bool] = ..., listening: _Optional[bool] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ListResponse(_message.Message):
     __slots__ = ("processes",)

@@ -179,14 +179,17 @@ class ProcessServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Get(self, request, context):
-        """Describe one process.
+        """Describe one process; a running host process with what its tree uses
+        (ProcessInfo.usage) and the sockets it listens on (ProcessInfo.ports).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def List(self, request, context):
-        """List processes, running and exited (until removed or evicted).
+        """List processes, running and exited (until removed or evicted); with
+        `with_usage`, what each tree uses and where it listens (one pass over
+        /proc for all).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
