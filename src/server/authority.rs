@@ -18,7 +18,8 @@
 //! (for DATA: the 9-byte header is parsed, the payload copied straight through, or read directly
 //! into h2's buffer when it is larger than that). A header block (HEADERS plus CONTINUATIONs up to
 //! END_HEADERS) is unpadded, decoded with a stateful HPACK decoder that mirrors the client's
-//! encoder (dynamic table, size updates, Huffman), given `:authority: localhost` where it is a
+//! encoder (dynamic table, size updates, Huffman: huffman.rs makes the strings plain first, as
+//! loona-hpack's own Huffman decoding costs more than the rest of a call), given `:authority: localhost` where it is a
 //! path, anything else that is not an `Authority`, or absent from a request, and re-encoded as
 //! literals without indexing: so h2's decoder never has a dynamic table entry that we would have
 //! to keep in step with, and every block is re-encoded (not only changed ones) because the client's
@@ -194,8 +195,10 @@ impl<S> LocalAuthority<S> {
     fn finish(&mut self, b: Block) -> io::Result<()> {
         let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut size = 0usize;
+        let plain = super::huffman::plain(&b.fragment)
+            .map_err(|e| invalid(format!("HPACK on stream {}: {e}", b.stream)))?;
         self.decoder
-            .decode_with_cb(&b.fragment, |name: Cow<[u8]>, value: Cow<[u8]>| {
+            .decode_with_cb(&plain, |name: Cow<[u8]>, value: Cow<[u8]>| {
                 // RFC 7541's size of a header list; the cap keeps a block of indexed references
                 // to a large table entry from growing without bound.
                 size = size.saturating_add(name.len() + value.len() + 32);
@@ -580,7 +583,7 @@ fn diagnose(fields: &[(Vec<u8>, Vec<u8>)]) -> Option<String> {
 }
 
 /// An HPACK integer with an `prefix`-bit prefix, the octet's other bits `first`.
-fn put_int(out: &mut Vec<u8>, first: u8, prefix: u8, mut v: usize) {
+pub(super) fn put_int(out: &mut Vec<u8>, first: u8, prefix: u8, mut v: usize) {
     let max = (1usize << prefix) - 1;
     if v < max {
         out.push(first | v as u8);

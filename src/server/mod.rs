@@ -5,6 +5,7 @@ mod authority;
 pub mod caller;
 mod decode_errors;
 mod forward;
+mod huffman;
 pub mod plugin_mode;
 mod socket;
 
