@@ -159,3 +159,60 @@ async fn the_port_a_server_listens_on_is_found_and_matched_to_its_pid() {
     let ids: Vec<_> = listening.processes.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, [web.as_str()]);
 }
+
+#[tokio::test]
+async fn watch_streams_started_exited_and_removed_of_the_tagged_processes() {
+    let d = Daemon::start().await;
+    let mut c = d.c().await;
+    let mut events = c
+        .watch(pb::ProcessServiceWatchRequest {
+            tags: [("team".to_string(), "a".to_string())].into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut untagged = sh("exit 0");
+    untagged.name = "other".into();
+    start(&mut c, untagged).await;
+    let mut tagged = sh("exit 3");
+    tagged.tags = [("team".to_string(), "a".to_string())].into();
+    let id = start(&mut c, tagged).await;
+    use tokio_stream::StreamExt;
+    async fn next(
+        events: &mut tonic::Streaming<pb::ProcessServiceWatchResponse>,
+    ) -> pb::ProcessServiceWatchResponse {
+        tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an event")
+            .unwrap()
+            .unwrap()
+    }
+    let started = next(&mut events).await;
+    assert_eq!(
+        started.kind,
+        pb::ProcessEventKind::Started as i32,
+        "{started:?}"
+    );
+    assert_eq!(started.process.as_ref().unwrap().id, id);
+    let exited = next(&mut events).await;
+    assert_eq!(
+        exited.kind,
+        pb::ProcessEventKind::Exited as i32,
+        "{exited:?}"
+    );
+    let exit = exited.process.unwrap().exit.unwrap();
+    assert_eq!(exit.exit_code, Some(3));
+    c.remove(pb::RemoveRequest {
+        id: id.clone(),
+        force: false,
+    })
+    .await
+    .unwrap();
+    let removed = next(&mut events).await;
+    assert_eq!(
+        removed.kind,
+        pb::ProcessEventKind::Removed as i32,
+        "{removed:?}"
+    );
+    assert_eq!(removed.process.unwrap().id, id);
+}

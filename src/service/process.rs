@@ -336,6 +336,71 @@ impl ProcessService for ProcessApi {
         }))
     }
 
+    type WatchStream = std::pin::Pin<
+        Box<
+            dyn tokio_stream::Stream<Item = Result<pb::ProcessServiceWatchResponse, Status>> + Send,
+        >,
+    >;
+
+    async fn watch(
+        &self,
+        request: Request<pb::ProcessServiceWatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        use crate::supervisor::LifecycleKind;
+        let tags = convert::tags(request.into_inner().tags);
+        let permit = self.streams.admit()?;
+        let mut events = self.sup.subscribe();
+        let (tx, rx) = tokio::sync::mpsc::channel(super::stream::CHANNEL_DEPTH);
+        tokio::spawn(async move {
+            let _permit = permit;
+            loop {
+                let ev = tokio::select! {
+                    ev = events.recv() => ev,
+                    _ = tx.closed() => return,
+                };
+                let msg = match ev {
+                    Ok(e)
+                        if tags
+                            .iter()
+                            .all(|(k, v)| e.process.spec.tags.get(k) == Some(v)) =>
+                    {
+                        pb::ProcessServiceWatchResponse {
+                            kind: match e.kind {
+                                LifecycleKind::Started => pb::ProcessEventKind::Started,
+                                LifecycleKind::Exited => pb::ProcessEventKind::Exited,
+                                LifecycleKind::Removed => pb::ProcessEventKind::Removed,
+                            } as i32,
+                            process: Some(convert::info(&e.process)),
+                            at_unix_ms: e
+                                .at
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as i64),
+                            missed: 0,
+                        }
+                    }
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        pb::ProcessServiceWatchResponse {
+                            kind: pb::ProcessEventKind::Lagged as i32,
+                            missed: n,
+                            at_unix_ms: std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_millis() as i64),
+                            ..Default::default()
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn list(
         &self,
         request: Request<pb::ListRequest>,

@@ -63,7 +63,28 @@ struct Inner {
     /// Held through a start, from the checks of names and request ids to the insert.
     starting: Mutex<()>,
     shutting_down: AtomicBool,
+    /// Started, exited and removed, for watchers; a slow one lags (and is told how much).
+    events: tokio::sync::broadcast::Sender<Lifecycle>,
 }
+
+/// What happened to a process, for `ProcessService.Watch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleKind {
+    Started,
+    Exited,
+    Removed,
+}
+
+/// One lifecycle event.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    pub kind: LifecycleKind,
+    pub process: Arc<Process>,
+    pub at: std::time::SystemTime,
+}
+
+/// Lifecycle events kept for watchers; one that falls further behind is told it lagged.
+const LIFECYCLE_EVENTS: usize = 1024;
 
 #[derive(Default)]
 struct Table {
@@ -161,8 +182,22 @@ impl Supervisor {
                 table: Mutex::new(Table::default()),
                 starting: Mutex::new(()),
                 shutting_down: AtomicBool::new(false),
+                events: tokio::sync::broadcast::channel(LIFECYCLE_EVENTS).0,
             }),
         })
+    }
+
+    /// Lifecycle events from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Lifecycle> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, kind: LifecycleKind, process: &Arc<Process>) {
+        let _ = self.inner.events.send(Lifecycle {
+            kind,
+            process: process.clone(),
+            at: std::time::SystemTime::now(),
+        });
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -397,6 +432,7 @@ impl Supervisor {
             table.insert(process.clone());
             table.running += 1;
         }
+        self.emit(LifecycleKind::Started, &process);
 
         // Completing the record is file work the caller need not wait for: the child is already
         // findable by its prepared record and its TEND_ORIGIN marker.
@@ -451,6 +487,7 @@ impl Supervisor {
             wall,
             drain_timed_out,
         });
+        self.emit(LifecycleKind::Exited, &p);
 
         {
             let mut table = self.table();
@@ -507,6 +544,9 @@ impl Supervisor {
         for (seq, size) in exited {
             if count <= limits.max_exited && bytes <= limits.max_exited_bytes {
                 break;
+            }
+            if let Some(p) = table.procs.get(&seq) {
+                self.emit(LifecycleKind::Removed, p);
             }
             table.remove(seq);
             count -= 1;
@@ -632,8 +672,8 @@ impl Supervisor {
             }
             self.terminate(&p, Duration::ZERO).await;
         }
-        let mut table = self.table();
-        table.remove(p.seq);
+        self.table().remove(p.seq);
+        self.emit(LifecycleKind::Removed, &p);
         Ok(())
     }
 

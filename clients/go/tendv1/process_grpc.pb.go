@@ -47,6 +47,12 @@ type ProcessServiceClient interface {
 	// `with_usage`, what each tree uses and where it listens (one pass over
 	// /proc for all).
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
+	// Stream lifecycle events of every process (or those carrying all of
+	// `tags`): STARTED (with the process), EXITED (with its exit status),
+	// REMOVED (by Remove, or evicted after exit). A watcher that falls behind
+	// gets a LAGGED event with the number missed. Errors: ResourceExhausted
+	// (--max-streams).
+	Watch(ctx context.Context, in *ProcessServiceWatchRequest, opts ...grpc.CallOption) (ProcessService_WatchClient, error)
 	// A bounded text view of the output made for LLM tools: head + tail, long
 	// lines cut, with counts of what was left out.
 	Output(ctx context.Context, in *OutputRequest, opts ...grpc.CallOption) (*OutputResponse, error)
@@ -229,6 +235,38 @@ func (c *processServiceClient) List(ctx context.Context, in *ListRequest, opts .
 	return out, nil
 }
 
+func (c *processServiceClient) Watch(ctx context.Context, in *ProcessServiceWatchRequest, opts ...grpc.CallOption) (ProcessService_WatchClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_ProcessService_serviceDesc.Streams[3], "/tend.v1.ProcessService/Watch", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &processServiceWatchClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type ProcessService_WatchClient interface {
+	Recv() (*ProcessServiceWatchResponse, error)
+	grpc.ClientStream
+}
+
+type processServiceWatchClient struct {
+	grpc.ClientStream
+}
+
+func (x *processServiceWatchClient) Recv() (*ProcessServiceWatchResponse, error) {
+	m := new(ProcessServiceWatchResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 func (c *processServiceClient) Output(ctx context.Context, in *OutputRequest, opts ...grpc.CallOption) (*OutputResponse, error) {
 	out := new(OutputResponse)
 	err := c.cc.Invoke(ctx, "/tend.v1.ProcessService/Output", in, out, opts...)
@@ -281,6 +319,12 @@ type ProcessServiceServer interface {
 	// `with_usage`, what each tree uses and where it listens (one pass over
 	// /proc for all).
 	List(context.Context, *ListRequest) (*ListResponse, error)
+	// Stream lifecycle events of every process (or those carrying all of
+	// `tags`): STARTED (with the process), EXITED (with its exit status),
+	// REMOVED (by Remove, or evicted after exit). A watcher that falls behind
+	// gets a LAGGED event with the number missed. Errors: ResourceExhausted
+	// (--max-streams).
+	Watch(*ProcessServiceWatchRequest, ProcessService_WatchServer) error
 	// A bounded text view of the output made for LLM tools: head + tail, long
 	// lines cut, with counts of what was left out.
 	Output(context.Context, *OutputRequest) (*OutputResponse, error)
@@ -325,6 +369,9 @@ func (UnimplementedProcessServiceServer) Get(context.Context, *GetRequest) (*Get
 }
 func (UnimplementedProcessServiceServer) List(context.Context, *ListRequest) (*ListResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedProcessServiceServer) Watch(*ProcessServiceWatchRequest, ProcessService_WatchServer) error {
+	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedProcessServiceServer) Output(context.Context, *OutputRequest) (*OutputResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Output not implemented")
@@ -557,6 +604,27 @@ func _ProcessService_List_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProcessService_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ProcessServiceWatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ProcessServiceServer).Watch(m, &processServiceWatchServer{stream})
+}
+
+type ProcessService_WatchServer interface {
+	Send(*ProcessServiceWatchResponse) error
+	grpc.ServerStream
+}
+
+type processServiceWatchServer struct {
+	grpc.ServerStream
+}
+
+func (x *processServiceWatchServer) Send(m *ProcessServiceWatchResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 func _ProcessService_Output_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(OutputRequest)
 	if err := dec(in); err != nil {
@@ -654,6 +722,11 @@ var _ProcessService_serviceDesc = grpc.ServiceDesc{
 			Handler:       _ProcessService_Attach_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "Watch",
+			Handler:       _ProcessService_Watch_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "tend/v1/process.proto",

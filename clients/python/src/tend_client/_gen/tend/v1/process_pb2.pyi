@@ -30,6 +30,14 @@ class KernelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KERNEL_STATE_ZOMBIE: _ClassVar[KernelState]
     KERNEL_STATE_IDLE: _ClassVar[KernelState]
     KERNEL_STATE_DEAD: _ClassVar[KernelState]
+
+class ProcessEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROCESS_EVENT_KIND_UNSPECIFIED: _ClassVar[ProcessEventKind]
+    PROCESS_EVENT_KIND_STARTED: _ClassVar[ProcessEventKind]
+    PROCESS_EVENT_KIND_EXITED: _ClassVar[ProcessEventKind]
+    PROCESS_EVENT_KIND_REMOVED: _ClassVar[ProcessEventKind]
+    PROCESS_EVENT_KIND_LAGGED: _ClassVar[ProcessEventKind]
 STREAM_UNSPECIFIED: Stream
 STREAM_STDOUT: Stream
 STREAM_STDERR: Stream
@@ -45,6 +53,11 @@ KERNEL_STATE_STOPPED: KernelState
 KERNEL_STATE_ZOMBIE: KernelState
 KERNEL_STATE_IDLE: KernelState
 KERNEL_STATE_DEAD: KernelState
+PROCESS_EVENT_KIND_UNSPECIFIED: ProcessEventKind
+PROCESS_EVENT_KIND_STARTED: ProcessEventKind
+PROCESS_EVENT_KIND_EXITED: ProcessEventKind
+PROCESS_EVENT_KIND_REMOVED: ProcessEventKind
+PROCESS_EVENT_KIND_LAGGED: ProcessEventKind
 
 class ProcessSpec(_message.Message):
     __slots__ = ("argv", "env", "cwd", "tags", "name", "pty", "stdin", "non_interactive", "clear_env", "environment_id")
@@ -485,3 +498,28 @@ class RemoveRequest(_message.Message):
 class RemoveResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ProcessServiceWatchRequest(_message.Message):
+    __slots__ = ("tags",)
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.ScalarMap[str, str]
+    def __init__(self, tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ProcessServiceWatchResponse(_message.Message):
+    __slots__ = ("kind", "process", "at_unix_ms", "missed")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    MISSED_FIELD_NUMBER: _ClassVar[int]
+    kind: ProcessEventKind
+    process: ProcessInfo
+    at_unix_ms: int
+    missed: int
+    def __init__(self, kind: _Optional[_Union[ProcessEventKind, str]] = ..., process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., at_unix_ms: _Optional[int] = ..., missed: _Optional[int] = ...) -> None: ...

@@ -92,6 +92,11 @@ class ProcessServiceStub:
                 request_serializer=tend_dot_v1_dot_process__pb2.ListRequest.SerializeToString,
                 response_deserializer=tend_dot_v1_dot_process__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/tend.v1.ProcessService/Watch',
+                request_serializer=tend_dot_v1_dot_process__pb2.ProcessServiceWatchRequest.SerializeToString,
+                response_deserializer=tend_dot_v1_dot_process__pb2.ProcessServiceWatchResponse.FromString,
+                _registered_method=True)
         self.Output = channel.unary_unary(
                 '/tend.v1.ProcessService/Output',
                 request_serializer=tend_dot_v1_dot_process__pb2.OutputRequest.SerializeToString,
@@ -195,6 +200,17 @@ class ProcessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Stream lifecycle events of every process (or those carrying all of
+        `tags`): STARTED (with the process), EXITED (with its exit status),
+        REMOVED (by Remove, or evicted after exit). A watcher that falls behind
+        gets a LAGGED event with the number missed. Errors: ResourceExhausted
+        (--max-streams).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Output(self, request, context):
         """A bounded text view of the output made for LLM tools: head + tail, long
         lines cut, with counts of what was left out.
@@ -267,6 +283,11 @@ def add_ProcessServiceServicer_to_server(servicer, server):
                     servicer.List,
                     request_deserializer=tend_dot_v1_dot_process__pb2.ListRequest.FromString,
                     response_serializer=tend_dot_v1_dot_process__pb2.ListResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=tend_dot_v1_dot_process__pb2.ProcessServiceWatchRequest.FromString,
+                    response_serializer=tend_dot_v1_dot_process__pb2.ProcessServiceWatchResponse.SerializeToString,
             ),
             'Output': grpc.unary_unary_rpc_method_handler(
                     servicer.Output,
@@ -579,6 +600,33 @@ class ProcessService:
             '/tend.v1.ProcessService/List',
             tend_dot_v1_dot_process__pb2.ListRequest.SerializeToString,
             tend_dot_v1_dot_process__pb2.ListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tend.v1.ProcessService/Watch',
+            tend_dot_v1_dot_process__pb2.ProcessServiceWatchRequest.SerializeToString,
+            tend_dot_v1_dot_process__pb2.ProcessServiceWatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
