@@ -4,8 +4,8 @@
 //! (`setsid`, double forks), and `cgroup.kill` (Linux 5.14) kills all of it at once, also what
 //! a crashed daemon left: the daemon's cgroup path is in its record.
 //!
-//! A pipe process is cloned straight into its cgroup (`clone_spawn`). A PTY process, or any
-//! where the kernel refuses that, is moved into it right after the spawn returns (posix_spawn has
+//! A pipe process is cloned straight into its cgroup (`clone_spawn`, on x86_64). A PTY process,
+//! or any where that is refused, is moved into it right after the spawn returns (posix_spawn has
 //! no way to start it in one), so a child that forks in the first microseconds may stay outside;
 //! it still carries the `TEND_ORIGIN` marker, which stops and the sweep also use.
 use std::io;
