@@ -215,6 +215,42 @@ pub async fn ask_what_it_serves(ch: &Channel, timeout: Duration) -> Option<Descr
     })
 }
 
+/// Health polled until SERVING (`wait_serving`), with what the plugin serves
+/// (`ask_what_it_serves`) asked meanwhile on the same connection: a plugin binds its socket
+/// before it prints its handshake line, so the first health answer is usually SERVING, and
+/// asked after it the description would cost a round trip of its own (on a go-plugin plugin,
+/// whose reflection builds its list on the first call, more than the health check). Asked
+/// before the plugin could be reached, it is asked again once it serves. `Err` is
+/// `wait_serving`'s.
+pub async fn serving_and_described(
+    ch: &Channel,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Described, String> {
+    // The early asking may wait on a plugin that is slow to serve: its own bound is the dial's.
+    let early_bound = deadline.saturating_duration_since(Instant::now()) + timeout;
+    let mut early = std::pin::pin!(ask_what_it_serves(ch, early_bound));
+    let mut serving = std::pin::pin!(wait_serving(ch, deadline));
+    let mut asked = None;
+    loop {
+        tokio::select! {
+            r = &mut serving => {
+                r?;
+                break;
+            }
+            d = &mut early, if asked.is_none() => asked = Some(d),
+        }
+    }
+    let asked = match asked {
+        Some(d) => d,
+        None => tokio::time::timeout(timeout, early).await.ok().flatten(),
+    };
+    Ok(match asked {
+        Some(d) => d,
+        None => ask_what_it_serves(ch, timeout).await.unwrap_or_default(),
+    })
+}
+
 /// Ask a tend-native plugin to stop (`PluginService.Shutdown`); true when it answered.
 pub async fn shutdown_tend(ch: &Channel, grace: Duration, timeout: Duration) -> bool {
     let mut c = pb::plugin_service_client::PluginServiceClient::new(ch.clone());

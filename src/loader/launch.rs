@@ -378,35 +378,32 @@ pub(super) async fn launch(inner: &Inner, plugin: &Arc<Plugin>) -> Result<Launch
     let handshaken = started.elapsed();
     let channel = dial::channel(&hs.network);
     let deadline = Instant::now() + spec.dial_timeout();
+    // Health, and Info and reflection in the same round trip.
     let serving = tokio::select! {
-        r = dial::wait_serving(&channel, deadline) => r,
+        r = dial::serving_and_described(&channel, deadline, DESCRIBE_TIMEOUT) => r,
         _ = inner.sup.wait(&p, None) => Err(format!(
             "the plugin exited ({}) meanwhile",
             p.exit().as_ref().map(ended).unwrap_or_default()
         )),
     };
-    if let Err(last_error) = serving {
-        return Err(LoadError::DialTimeout {
-            address: hs.network.to_string(),
-            timeout: spec.dial_timeout(),
-            last_error,
-            stderr_tail: stderr_tail(&p, super::error::STDERR_TAIL_SHOWN as u64 * 2),
+    let described = match serving {
+        Ok(d) => d,
+        Err(last_error) => {
+            return Err(LoadError::DialTimeout {
+                address: hs.network.to_string(),
+                timeout: spec.dial_timeout(),
+                last_error,
+                stderr_tail: stderr_tail(&p, super::error::STDERR_TAIL_SHOWN as u64 * 2),
+            }
+            .into())
         }
-        .into());
-    }
-    let served = started.elapsed();
-    // Info and reflection in one round trip. (Asked while health is polled instead, they slow
-    // the first health answer by as much as they save: a plugin that just started is busy.)
-    let described = dial::ask_what_it_serves(&channel, DESCRIBE_TIMEOUT)
-        .await
-        .unwrap_or_default();
+    };
     // Where a Load's time goes (TEND_LOG=tend::loader=debug), from the spawn on.
     tracing::debug!(
         plugin = spec.name,
         prepare_us = started.duration_since(t0).as_micros() as u64,
         spawn_us = spawned.as_micros() as u64,
         handshake_us = handshaken.as_micros() as u64,
-        serving_us = served.as_micros() as u64,
         described_us = started.elapsed().as_micros() as u64,
         "plugin launched"
     );

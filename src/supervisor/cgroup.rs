@@ -4,9 +4,10 @@
 //! (`setsid`, double forks), and `cgroup.kill` (Linux 5.14) kills all of it at once, also what
 //! a crashed daemon left: the daemon's cgroup path is in its record.
 //!
-//! A process is moved into its cgroup right after the spawn returns (posix_spawn has no way to
-//! start it in one), so a child that forks in the first microseconds may stay outside; it still
-//! carries the `TEND_ORIGIN` marker, which stops and the sweep also use.
+//! A pipe process is cloned straight into its cgroup (`clone_spawn`, on x86_64). A PTY process,
+//! or any where that is refused, is moved into it right after the spawn returns (posix_spawn has
+//! no way to start it in one), so a child that forks in the first microseconds may stay outside;
+//! it still carries the `TEND_ORIGIN` marker, which stops and the sweep also use.
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +43,22 @@ impl Cgroups {
     /// The daemon's cgroup.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Make the cgroup of process `id`, open for a child to be cloned into it.
+    pub fn make(&self, id: &str) -> io::Result<(PathBuf, std::os::fd::OwnedFd)> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.root.join(id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let fd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&dir)?;
+        Ok((dir, fd.into()))
     }
 
     /// Make the cgroup of process `id` and move `pid` into it.

@@ -1,6 +1,7 @@
 //! The process supervisor: the table of processes, starting them, their output and exit, signals,
 //! retention and shutdown. Knows nothing of gRPC.
 mod cgroup;
+mod clone_spawn;
 mod dispositions;
 pub mod environment;
 mod fdio;

@@ -51,8 +51,8 @@ impl NativeEnv {
     }
 
     /// Check the spec and start it: its record is written before the spawn and its marker is in
-    /// its environment, so no child can run without being findable; then it is moved into its
-    /// cgroup at once, so that what it starts from then on is born there.
+    /// its environment, so no child can run without being findable; it is born in its cgroup
+    /// (else moved into it at once), so that what it starts is there too.
     fn start(&self, id: &str, spec: &Spec) -> Result<Launched> {
         let native = &self.native;
         spec.check_cwd()?;
@@ -61,13 +61,33 @@ impl NativeEnv {
         native.records.prepare(id)?;
         let (key, marker) = native.records.marker(id);
         env.insert(key, marker.clone());
-        let spawned = spawn::spawn(spec, &program, &env, &native.reaper)
-            .inspect_err(|_| native.records.remove(id))?;
-        let cgroup = native.cgroups.as_ref().and_then(|c| {
-            c.adopt(id, spawned.pid)
-                .inspect_err(|e| tracing::warn!(id, error = %e, "cannot make the process's cgroup"))
-                .ok()
-        });
+        let warn =
+            |e: &std::io::Error| tracing::warn!(id, error = %e, "cannot make the process's cgroup");
+        // Made before the spawn, so that the child is born in it: moving a running process
+        // waits for an RCU grace period (1 to 17 ms measured), and what it forks meanwhile
+        // stays outside.
+        let made = native
+            .cgroups
+            .as_ref()
+            .and_then(|c| c.make(id).inspect_err(warn).ok());
+        let spawned = spawn::spawn(
+            spec,
+            &program,
+            &env,
+            &native.reaper,
+            made.as_ref().map(|(_, fd)| fd),
+        )
+        .inspect_err(|_| {
+            native.records.remove(id);
+            if let Some((dir, _)) = &made {
+                cgroup::remove(dir);
+            }
+        })?;
+        let cgroup = match (made, &native.cgroups) {
+            (Some((dir, _)), _) if spawned.in_cgroup => Some(dir),
+            (Some(_), Some(c)) => c.adopt(id, spawned.pid).inspect_err(warn).ok(),
+            _ => None,
+        };
         let io = match spawned.io {
             ChildIo::Pipes {
                 stdin,

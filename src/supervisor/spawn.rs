@@ -13,9 +13,9 @@ use std::process::{Command, Stdio};
 use portable_pty::{native_pty_system, MasterPty};
 use tokio::sync::oneshot;
 
-use super::pty_spawn;
 use super::reaper::{Ended, Reaper};
 use super::spec::{PtySize, Spec};
+use super::{clone_spawn, pty_spawn};
 use crate::error::{Error, Result};
 
 /// The daemon's ends of a child's stdio.
@@ -35,17 +35,21 @@ pub struct Spawned {
     pub pid: u32,
     pub io: ChildIo,
     pub exit: oneshot::Receiver<Ended>,
+    /// Born in the cgroup it was given: nothing to move.
+    pub in_cgroup: bool,
 }
 
 /// Larger pipes mean fewer wake-ups per megabyte for chatty processes.
 const PIPE_BYTES: libc::c_int = 1 << 20;
 
-/// Spawn `program` for `spec` with exactly `env`.
+/// Spawn `program` for `spec` with exactly `env`; a pipe process into `cgroup` (an open cgroup
+/// directory) where the kernel allows, which `in_cgroup` says.
 pub fn spawn(
     spec: &Spec,
     program: &Path,
     env: &BTreeMap<String, String>,
     reaper: &Reaper,
+    cgroup: Option<&OwnedFd>,
 ) -> Result<Spawned> {
     let argv0 = spec.argv[0].clone();
     // exec(2)'s own failures are the shell's 127 and 126; anything else is the daemon's.
@@ -62,6 +66,38 @@ pub fn spawn(
     };
 
     match spec.pty {
+        None if cgroup.is_some() => {
+            let mut guard = reaper.guard();
+            let cloned = clone_spawn::spawn(
+                program,
+                &spec.argv,
+                env,
+                spec.cwd.as_deref(),
+                spec.stdin,
+                cgroup.expect("checked"),
+            )
+            .map_err(spawn_err)?;
+            let Some(child) = cloned else {
+                drop(guard);
+                return spawn(spec, program, env, reaper, None);
+            };
+            let exit = guard.watch(child.pid);
+            drop(guard);
+            for fd in [&child.stdout, &child.stderr] {
+                // SAFETY: fcntl on a pipe fd we own; failure only means a smaller pipe.
+                unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
+            }
+            Ok(Spawned {
+                pid: child.pid,
+                io: ChildIo::Pipes {
+                    stdin: child.stdin,
+                    stdout: child.stdout,
+                    stderr: child.stderr,
+                },
+                exit,
+                in_cgroup: true,
+            })
+        }
         None => {
             let mut cmd = Command::new(program);
             cmd.arg0(&spec.argv[0])
@@ -98,6 +134,7 @@ pub fn spawn(
                     stderr,
                 },
                 exit,
+                in_cgroup: false,
             })
         }
         Some(size) => {
@@ -122,6 +159,7 @@ pub fn spawn(
                     master: pair.master,
                 },
                 exit,
+                in_cgroup: false,
             })
         }
     }
