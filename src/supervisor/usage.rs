@@ -182,11 +182,12 @@ impl Scan {
             .as_deref()
             .map(super::cgroup::members)
             .unwrap_or_default();
-        stack.extend(self
-            .pids
-            .iter()
-            .filter(|(_, s)| s.pgid == tree.pgid)
-            .map(|(pid, _)| *pid));
+        stack.extend(
+            self.pids
+                .iter()
+                .filter(|(_, s)| s.pgid == tree.pgid)
+                .map(|(pid, _)| *pid),
+        );
         stack.extend(adopted.get(&tree.marker).into_iter().flatten().copied());
         stack.push(leader);
         while let Some(pid) = stack.pop() {
