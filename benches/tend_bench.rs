@@ -22,6 +22,7 @@
 mod env_bench;
 mod forward_bench;
 mod plugin_bench;
+mod usage_bench;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
@@ -989,6 +990,14 @@ async fn bench() {
         None
     };
 
+    let l = if on("l") {
+        let max = (usage_bench::PROCESSES + 100).to_string();
+        let d = Daemon::start(&["--max-running", &max]).await;
+        Some(usage_bench::bench_usage(&d.socket).await)
+    } else {
+        None
+    };
+
     let i = if on("i") {
         let d = Daemon::start(&[]).await;
         forward_bench::bench_forward(&d.socket).await
@@ -998,6 +1007,9 @@ async fn bench() {
 
     if let Some(a) = a {
         report_run(&a);
+    }
+    if let Some(l) = l {
+        usage_bench::report_usage(&l);
     }
     if let Some(e) = e {
         report_burst(&e);
