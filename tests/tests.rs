@@ -19,4 +19,5 @@ mod plugins;
 mod pty;
 mod runner;
 mod stores;
+mod tls;
 mod validation;
