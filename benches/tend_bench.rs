@@ -16,6 +16,8 @@
 //!     plugin's socket, interleaved (forward_bench.rs).
 //! (j) `Load` of the go-plugin test plugin until SERVING vs go-plugin's own host loading the same
 //!     binary and vs the plugin's own time to its handshake line; `Unload` vs go-plugin's `Kill`.
+//! (k) A unary `Get` and 1 GiB through a lossless `Run` over TLS on loopback vs plaintext TCP,
+//!     one daemon listening on both.
 //!
 //! It prints medians and ratios, and PASS/MISS per target. It asserts nothing about time and
 //! exits 0 whether targets are met or not: a benchmark reports, the tests decide.
@@ -25,11 +27,12 @@ mod plugin_bench;
 mod usage_bench;
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tend::cli::connect::{agent_client, process_client, Addr, AgentClient, ProcessClient};
+use tend::cli::tls::ClientTls;
 use tend::pb::{self, agent_service_attach_request::Kind as AgentIn};
 use tend::pb::{attach_request::Kind as In, process_event::Kind};
 use tokio::io::AsyncReadExt;
@@ -907,6 +910,140 @@ fn report_sweep(f: &SweepResult) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// (k) TLS on loopback vs plaintext TCP
+//
+// One daemon listening on both, in the same run: a unary `Get` round trip (interleaved) and 1 GiB
+// through a lossless `Run` (alternating), each over its own connection with the bearer token. TLS
+// is rustls with aws-lc-rs, whose AES-GCM uses the CPU's AES-NI and carry-less multiply.
+
+/// The target: TLS costs less than this on the stream.
+const TARGET_STREAM: f64 = 2.0;
+
+struct TlsResult {
+    plain_unary: Stats,
+    tls_unary: Stats,
+    plain_stream: Vec<Streamed>,
+    tls_stream: Vec<Streamed>,
+}
+
+/// A free loopback port (another process could take it before the daemon binds it).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Clients of the daemon whose state dir is `dir`, listening on `plain` (tcp://) and `tls`
+/// (tls://, its generated certificate verified as the CA).
+async fn clients(dir: &Path, plain: &str, tls: &str) -> (ProcessClient, ProcessClient) {
+    let token = std::fs::read_to_string(dir.join("token")).expect("token");
+    let p = process_client(&Addr::Tcp(plain.into()), Some(token.clone()))
+        .await
+        .expect("tcp client");
+    let by_ca = ClientTls {
+        ca: Some(dir.join("tls-cert.pem")),
+        ..Default::default()
+    };
+    let t = process_client(&Addr::Tls(tls.into(), by_ca), Some(token))
+        .await
+        .expect("tls client");
+    (p, t)
+}
+
+async fn bench_tls(dir: &Path, plain: &str, tls: &str) -> TlsResult {
+    let (mut p, mut t) = clients(dir, plain, tls).await;
+    let id = "p-none";
+    let get = |c: &mut ProcessClient| {
+        let mut c = c.clone();
+        async move {
+            // NotFound is an answer like any other: the round trip is what is measured.
+            let t0 = std::time::Instant::now();
+            let _ = c.get(pb::GetRequest { id: id.into() }).await;
+            t0.elapsed()
+        }
+    };
+    for _ in 0..WARMUP {
+        get(&mut p).await;
+        get(&mut t).await;
+    }
+    let (mut pu, mut tu) = (Vec::new(), Vec::new());
+    for _ in 0..ITERS {
+        pu.push(us(get(&mut p).await));
+        tu.push(us(get(&mut t).await));
+    }
+    stream_via_run(&mut p, 64 << 20).await;
+    stream_via_run(&mut t, 64 << 20).await;
+    let (mut ps, mut ts) = (Vec::new(), Vec::new());
+    for _ in 0..STREAM_RUNS {
+        ps.push(stream_via_run(&mut p, STREAM_BYTES).await);
+        ts.push(stream_via_run(&mut t, STREAM_BYTES).await);
+    }
+    TlsResult {
+        plain_unary: Stats::new(pu),
+        tls_unary: Stats::new(tu),
+        plain_stream: ps,
+        tls_stream: ts,
+    }
+}
+
+fn report_tls(k: &TlsResult) {
+    println!();
+    println!(
+        "(k) TLS (rustls, aws-lc-rs) vs plaintext TCP on loopback, one daemon: unary Get, and \
+         {} MiB through a lossless Run",
+        STREAM_BYTES >> 20
+    );
+    println!(
+        "    {:<28} {:>10} {:>10}",
+        "unary Get", "median µs", "p90 µs"
+    );
+    for (label, s) in [
+        ("plaintext tcp://", &k.plain_unary),
+        ("tls://", &k.tls_unary),
+    ] {
+        println!(
+            "    {:<28} {:>10.1} {:>10.1}",
+            label,
+            s.median(),
+            s.pct(0.9)
+        );
+    }
+    let unary = k.tls_unary.median() / k.plain_unary.median();
+    println!("    unary ratio {unary:.2}x");
+    println!(
+        "    {:<6} {:>9} {:>8} {:>10}",
+        "run", "", "secs", "data GB/s"
+    );
+    for (i, (p, t)) in k.plain_stream.iter().zip(&k.tls_stream).enumerate() {
+        for (what, s) in [("tcp", p), ("tls", t)] {
+            println!(
+                "    {:<6} {:>9} {:>8.3} {:>10.2}{}",
+                if what == "tcp" {
+                    (i + 1).to_string()
+                } else {
+                    String::new()
+                },
+                what,
+                s.secs,
+                gbps(s),
+                if s.clean && s.gap == 0 && s.data == STREAM_BYTES {
+                    ""
+                } else {
+                    "  (incomplete)"
+                }
+            );
+        }
+    }
+    let plain = median_of(&k.plain_stream, gbps);
+    let tls = median_of(&k.tls_stream, gbps);
+    let cost = plain / tls;
+    println!(
+        "    stream: tcp {plain:.2} GB/s, tls {tls:.2} GB/s: TLS costs {cost:.2}x  (target < \
+         {TARGET_STREAM:.0}x)  {}",
+        verdict(cost < TARGET_STREAM)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -1004,6 +1141,25 @@ async fn bench() {
     } else {
         None
     };
+    let k = if on("k") {
+        let plain = format!("127.0.0.1:{}", free_port());
+        let tls = format!("127.0.0.1:{}", free_port());
+        let d = Daemon::start(&[
+            "--listen",
+            &format!("tcp://{plain}"),
+            "--listen",
+            &format!("tls://{tls}"),
+            "--head-bytes",
+            "0",
+            "--tail-bytes",
+            &ring,
+        ])
+        .await;
+        let dir = d.socket.parent().expect("state dir").to_path_buf();
+        Some(bench_tls(&dir, &plain, &tls).await)
+    } else {
+        None
+    };
 
     if let Some(a) = a {
         report_run(&a);
@@ -1031,6 +1187,9 @@ async fn bench() {
     }
     if let Some(b) = b {
         report_stream(&b);
+    }
+    if let Some(k) = k {
+        report_tls(&k);
     }
     if let Some(c) = c {
         report_echo(

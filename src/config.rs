@@ -7,8 +7,15 @@ use std::time::Duration;
 pub struct Config {
     /// Holds the socket, the token and the pgid records.
     pub state_dir: PathBuf,
-    /// Extra TCP listeners (`127.0.0.1:7070`); each requires the bearer token.
+    /// Plaintext TCP listeners (`127.0.0.1:7070`); each requires the bearer token. Loopback
+    /// addresses only, unless `insecure_plaintext`.
     pub tcp: Vec<String>,
+    /// TLS listeners (`0.0.0.0:7443`); each requires the bearer token or a client certificate.
+    pub tls_listen: Vec<String>,
+    /// The TLS listeners' certificate and what they ask of clients.
+    pub tls: TlsConfig,
+    /// Serve plaintext TCP on addresses other than loopback (with a warning at every start).
+    pub insecure_plaintext: bool,
     /// The bearer token for TCP; generated into `<state_dir>/token` when absent.
     pub token: Option<String>,
     /// From SIGTERM to SIGKILL when stopping processes.
@@ -22,6 +29,20 @@ pub struct Config {
     /// Plugin stores, in the order Resolve prefers them (`local`, `oci://…`, `nix:…`); empty
     /// means `local` only.
     pub plugin_stores: Vec<String>,
+}
+
+/// The TLS listeners' certificate (generated into the state dir unless given) and client
+/// certificates.
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// The operator's certificate chain (PEM), with `key`.
+    pub cert: Option<PathBuf>,
+    /// The operator's private key (PEM), with `cert`.
+    pub key: Option<PathBuf>,
+    /// Clients presenting a certificate signed by this CA (PEM) need no token.
+    pub client_ca: Option<PathBuf>,
+    /// Clients without such a certificate are refused at the handshake.
+    pub require_client_cert: bool,
 }
 
 /// Every bound the daemon keeps. Hitting one is an error or a documented truncation.
@@ -84,6 +105,9 @@ impl Config {
         Config {
             state_dir: state_dir.into(),
             tcp: Vec::new(),
+            tls_listen: Vec::new(),
+            tls: TlsConfig::default(),
+            insecure_plaintext: false,
             token: None,
             grace: Duration::from_secs(5),
             limits: Limits::default(),

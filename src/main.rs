@@ -73,12 +73,19 @@ async fn serve(args: &tend::cli::ServeArgs, token: Option<String>) -> anyhow::Re
             _ = int.recv() => {}
         }
     };
+    // SIGHUP reads the TLS certificate, key and client CA again.
+    let reload = tokio_stream::wrappers::SignalStream::new(signal(SignalKind::hangup())?);
     let handshake = args.handshake;
-    tend::server::serve(config, shutdown, |listening| {
+    tend::server::serve(config, shutdown, reload, |listening| {
         if handshake {
             // After the SIGTERM handler above: a parent that is gone stops it in order.
             plugin_mode::die_with_parent();
             plugin_mode::announce(&listening.socket);
+        } else {
+            // For the person who started it, whatever TEND_LOG says.
+            for line in tend::cli::serve_hint::client_command_lines(listening) {
+                eprintln!("tend: connect with: {line}");
+            }
         }
     })
     .await?;

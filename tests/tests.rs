@@ -19,5 +19,6 @@ mod plugins;
 mod pty;
 mod runner;
 mod stores;
+mod tls;
 mod usage;
 mod validation;

@@ -1,5 +1,5 @@
-//! Reaching a daemon: `unix:///path`, `tcp://host:port` or a bare socket path, with the bearer
-//! token for TCP.
+//! Reaching a daemon: `unix:///path`, `tls://host:port`, `tcp://host:port` or a bare socket
+//! path, with the bearer token for TCP and TLS.
 use std::path::PathBuf;
 
 use hyper_util::rt::TokioIo;
@@ -8,6 +8,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Request, Status};
 
+use super::tls::{self, ClientTls};
 use crate::config;
 use crate::pb::agent_service_client::AgentServiceClient;
 use crate::pb::loader_service_client::LoaderServiceClient;
@@ -41,11 +42,15 @@ pub type LoaderClient = LoaderServiceClient<InterceptedService<Channel, Bearer>>
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Addr {
     Unix(PathBuf),
+    /// Plaintext TCP (a daemon serves it on loopback only, unless told otherwise).
     Tcp(String),
+    /// TLS, verifying the daemon as `ClientTls` says.
+    Tls(String, ClientTls),
 }
 
-/// Parse `unix:///path`, `tcp://host:port` or a path; empty means the default socket.
-pub fn parse_addr(addr: Option<&str>) -> anyhow::Result<Addr> {
+/// Parse `unix:///path`, `tls://host:port`, `tcp://host:port` or a path; empty means the
+/// default socket. `tls` is used for `tls://`.
+pub fn parse_addr(addr: Option<&str>, tls: ClientTls) -> anyhow::Result<Addr> {
     let addr = addr.unwrap_or("");
     if addr.is_empty() {
         return Ok(Addr::Unix(config::socket_in(&config::default_state_dir())));
@@ -56,8 +61,13 @@ pub fn parse_addr(addr: Option<&str>) -> anyhow::Result<Addr> {
     if let Some(hp) = addr.strip_prefix("tcp://") {
         return Ok(Addr::Tcp(hp.to_string()));
     }
+    if let Some(hp) = addr.strip_prefix("tls://") {
+        return Ok(Addr::Tls(hp.trim_end_matches('/').to_string(), tls));
+    }
     if addr.contains("://") {
-        anyhow::bail!("--connect {addr:?}: use unix:///path/to/tend.sock or tcp://host:port");
+        anyhow::bail!(
+            "--connect {addr:?}: use unix:///path/to/tend.sock, tls://host:port or tcp://host:port"
+        );
     }
     Ok(Addr::Unix(PathBuf::from(addr)))
 }
@@ -77,6 +87,26 @@ pub async fn channel(addr: &Addr) -> anyhow::Result<Channel> {
             .connect()
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach tend at tcp://{hp}: {e}"))?),
+        Addr::Tls(hp, opts) => {
+            let config = std::sync::Arc::new(tls::client_config(opts)?);
+            let name = tls::server_name(hp)?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let target = hp.clone();
+            // The handshake, and so the daemon's verification, happens here, in `connect`:
+            // before any request (and its token) is sent.
+            tuned(Endpoint::from_shared(format!("http://{hp}"))?)
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let (connector, name, target) =
+                        (connector.clone(), name.clone(), target.clone());
+                    async move {
+                        let tcp = tokio::net::TcpStream::connect(&target).await?;
+                        tcp.set_nodelay(true)?;
+                        Ok::<_, std::io::Error>(TokioIo::new(connector.connect(name, tcp).await?))
+                    }
+                }))
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach tend at tls://{hp}: {}", chain(&e)))
+        }
         Addr::Unix(path) => {
             let path = path.clone();
             let shown = path.display().to_string();
@@ -93,6 +123,22 @@ pub async fn channel(addr: &Addr) -> anyhow::Result<Channel> {
                 .map_err(|e| unix_error(&shown, &e))
         }
     }
+}
+
+/// An error and its sources, `: `-separated: tonic's own message is only "transport error", and
+/// the reason a handshake failed is deep inside.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !out.contains(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// Say why the socket at `shown` cannot be reached, in terms a person can act on: tonic's own
@@ -155,9 +201,11 @@ pub async fn loader_client(addr: &Addr, token: Option<String>) -> anyhow::Result
 async fn authorized(addr: &Addr, token: Option<String>) -> anyhow::Result<(Channel, Bearer)> {
     let token = match (token, addr) {
         (Some(t), _) => Some(t),
-        (None, Addr::Tcp(_)) => std::fs::read_to_string(config::default_state_dir().join("token"))
-            .ok()
-            .map(|t| t.trim().to_string()),
+        (None, Addr::Tcp(_) | Addr::Tls(..)) => {
+            std::fs::read_to_string(config::default_state_dir().join("token"))
+                .ok()
+                .map(|t| t.trim().to_string())
+        }
         (None, Addr::Unix(_)) => None,
     };
     let value = token

@@ -5,6 +5,8 @@ mod env;
 mod inspect;
 mod plugin;
 mod run;
+pub mod serve_hint;
+pub mod tls;
 mod tty;
 
 use std::path::PathBuf;
@@ -18,13 +20,32 @@ use crate::config::{self, Config, Limits};
 #[derive(Parser, Debug)]
 #[command(name = "tend", version)]
 pub struct Cli {
-    /// The daemon to talk to: unix:///path/tend.sock, tcp://host:port or a socket path.
-    /// Default: the socket in the state dir.
+    /// The daemon to talk to: unix:///path/tend.sock, tls://host:port, tcp://host:port or a
+    /// socket path. Default: the socket in the state dir.
     #[arg(long, global = true, env = "TEND_ADDR")]
     pub connect: Option<String>,
-    /// Bearer token for a TCP daemon (default: the state dir's token file).
+    /// Bearer token for a TCP or TLS daemon (default: the state dir's token file).
     #[arg(long, global = true, env = "TEND_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// tls://: the CA file (PEM) the daemon's certificate must chain to; for a generated
+    /// certificate, the daemon's <state-dir>/tls-cert.pem (the default, when it is here).
+    #[arg(long, global = true, env = "TEND_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// tls://: the daemon certificate's SHA-256 fingerprint (sha256:…, as `tend serve` logs
+    /// it), pinned as ssh pins a host key.
+    #[arg(
+        long,
+        global = true,
+        env = "TEND_TLS_FINGERPRINT",
+        value_name = "sha256:HEX"
+    )]
+    pub tls_fingerprint: Option<String>,
+    /// tls://: a client certificate (PEM) signed by the daemon's --tls-client-ca.
+    #[arg(long, global = true, env = "TEND_TLS_CLIENT_CERT", value_name = "FILE")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// tls://: the private key (PEM) of --tls-client-cert.
+    #[arg(long, global = true, env = "TEND_TLS_CLIENT_KEY", value_name = "FILE")]
+    pub tls_client_key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -349,10 +370,30 @@ pub struct ServeArgs {
     /// ~/.tend.
     #[arg(long, env = "TEND_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Also listen on TCP, e.g. tcp://127.0.0.1:7070 (requires the bearer token in
-    /// <state-dir>/token); repeatable.
-    #[arg(long, value_name = "tcp://HOST:PORT")]
+    /// Also listen on TCP (repeatable): tls://HOST:PORT with TLS (a certificate is generated
+    /// into the state dir unless --tls-cert), or tcp://127.0.0.1:PORT, plaintext, on loopback
+    /// only (unless --insecure-plaintext). Either requires the bearer token in
+    /// <state-dir>/token (or, on TLS, a client certificate signed by --tls-client-ca).
+    #[arg(long, value_name = "tls://HOST:PORT")]
     pub listen: Vec<String>,
+    /// The TLS listeners' certificate chain (PEM) instead of the generated one; reloaded on
+    /// SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert; reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Accept client certificates signed by this CA (PEM) on TLS listeners: such a client needs
+    /// no token (its certificate's subject is logged with each Start).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate signed by --tls-client-ca (at the handshake).
+    #[arg(long, requires = "tls_client_ca")]
+    pub tls_require_client_cert: bool,
+    /// Allow plaintext tcp:// listeners on addresses other than loopback (a warning is logged at
+    /// every start): only behind a tunnel or on a network you trust.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
     /// Milliseconds from SIGTERM to SIGKILL when stopping processes (shutdown, a vanished
     /// client's Run).
     #[arg(long, default_value_t = 5000, value_name = "MS")]
@@ -513,11 +554,24 @@ impl ServeArgs {
                 .unwrap_or_else(config::default_state_dir),
         );
         for l in &self.listen {
-            match l.strip_prefix("tcp://") {
-                Some(a) => c.tcp.push(a.to_string()),
-                None => anyhow::bail!("--listen {l:?}: use tcp://HOST:PORT"),
+            if let Some(a) = l.strip_prefix("tcp://") {
+                c.tcp.push(a.to_string());
+            } else if let Some(a) = l.strip_prefix("tls://") {
+                c.tls_listen.push(a.to_string());
+            } else {
+                anyhow::bail!(
+                    "--listen {l:?}: use tls://HOST:PORT, or tcp://127.0.0.1:PORT (plaintext, \
+                     loopback only)"
+                );
             }
         }
+        c.tls = config::TlsConfig {
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+            client_ca: self.tls_client_ca.clone(),
+            require_client_cert: self.tls_require_client_cert,
+        };
+        c.insecure_plaintext = self.insecure_plaintext;
         c.token = token;
         c.plugin = self.handshake;
         c.plugin_stores = self.plugin_stores.clone();
@@ -545,7 +599,13 @@ impl ServeArgs {
 
 /// Run a client subcommand; returns the exit code.
 pub async fn client(cli: Cli) -> anyhow::Result<i32> {
-    let addr = connect::parse_addr(cli.connect.as_deref())?;
+    let tls = tls::ClientTls {
+        ca: cli.tls_ca.clone(),
+        fingerprint: cli.tls_fingerprint.clone(),
+        cert: cli.tls_client_cert.clone(),
+        key: cli.tls_client_key.clone(),
+    };
+    let addr = connect::parse_addr(cli.connect.as_deref(), tls)?;
     let token = cli.token.clone();
     let agents = || connect::agent_client(&addr, token.clone());
     match cli.command {

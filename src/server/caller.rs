@@ -10,6 +10,9 @@
 //! - `t` has a plugin token's shape but no loaded plugin holds it: Unauthenticated, naming the
 //!   unloaded plugin when the loader still remembers it. A plugin token stops working when its
 //!   plugin is unloaded, wherever it is presented.
+//! - otherwise, on a TLS listener with `--tls-client-ca`, a client that presented a certificate
+//!   signed by that CA (rustls verified it in the handshake): `Caller::Owner`, without a token;
+//!   its subject goes into the extensions too (`ClientCert`), for the log of each Start.
 //! - otherwise, on TCP: the daemon's token is required, as before (`Caller::Owner`).
 //! - otherwise, on the unix socket: `Caller::Owner`, token or not. The socket is 0600 in a 0700
 //!   state dir: whoever can connect to it is the daemon's user, who could read any token from
@@ -74,6 +77,22 @@ impl Caller {
     }
 }
 
+/// The subject of the verified client certificate a call came with (TLS listeners with
+/// `--tls-client-ca` only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub subject: String,
+}
+
+impl ClientCert {
+    /// The client certificate's subject of `req`, if it came with one.
+    pub fn of<T>(req: &Request<T>) -> Option<&str> {
+        req.extensions()
+            .get::<ClientCert>()
+            .map(|c| c.subject.as_str())
+    }
+}
+
 /// The interceptor of a listener: `daemon_token` is the token TCP callers need (`None` on the
 /// unix socket, where calls without a plugin token are the owner's).
 pub fn identify(
@@ -82,6 +101,15 @@ pub fn identify(
 ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
     let want = daemon_token.map(|t| format!("Bearer {t}"));
     move |mut req: Request<()>| {
+        // Present only on a TLS listener that asks for client certificates: the listener's
+        // verifier accepted it, against --tls-client-ca, before any request was read.
+        let client_cert = req
+            .peer_certs()
+            .and_then(|certs| certs.first().map(|c| super::cert::subject(c)));
+        let has_client_cert = client_cert.is_some();
+        if let Some(subject) = client_cert {
+            req.extensions_mut().insert(ClientCert { subject });
+        }
         let got = req
             .metadata()
             .get("authorization")
@@ -112,14 +140,15 @@ pub fn identify(
                     .to_string(),
             }));
         }
-        if want.is_none() {
+        if want.is_none() || has_client_cert {
             req.extensions_mut().insert(Caller::Owner);
             return Ok(req);
         }
         if got.is_empty() {
             Err(Status::unauthenticated(
-                "this TCP listener needs `authorization: Bearer <token>`; the token is in the \
-                 daemon's state dir (token file)",
+                "this TCP listener needs `authorization: Bearer <token>` (the token is in the \
+                 daemon's state dir, token file), or, where the daemon was given \
+                 --tls-client-ca, a client certificate signed by that CA",
             ))
         } else {
             Err(Status::unauthenticated("the bearer token is wrong"))

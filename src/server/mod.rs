@@ -3,11 +3,14 @@ mod admission;
 mod auth;
 mod authority;
 pub mod caller;
+mod cert;
 mod decode_errors;
 mod forward;
 mod huffman;
+mod listen;
 pub mod plugin_mode;
 mod socket;
+mod tls;
 
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
@@ -100,13 +103,48 @@ fn reflection() -> Result<(
 pub struct Listening {
     pub socket: std::path::PathBuf,
     pub tcp: Vec<std::net::SocketAddr>,
+    pub tls: Vec<std::net::SocketAddr>,
+    /// The TLS certificate's fingerprint (`sha256:…`) and file, when there are TLS listeners.
+    pub tls_cert: Option<(String, std::path::PathBuf)>,
+    /// Clients need a certificate (`--tls-require-client-cert`), not a token.
+    pub tls_client_cert_required: bool,
+    /// The bearer token's file, when there are TCP or TLS listeners and no `--token`.
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+/// Read the TLS files again at each item of `reload`; an error keeps what is in use.
+fn spawn_reload(
+    reload: impl futures_util::Stream<Item = ()> + Send + 'static,
+    tls: Option<tls::Tls>,
+) {
+    tokio::spawn(async move {
+        let mut reload = std::pin::pin!(reload);
+        while reload.next().await.is_some() {
+            match &tls {
+                None => tracing::info!("SIGHUP: no TLS listener, nothing to reload"),
+                Some(tls) => match tls.reload() {
+                    Ok(fingerprint) => tracing::info!(
+                        %fingerprint,
+                        "SIGHUP: TLS certificate reloaded; new connections use it, open ones go on"
+                    ),
+                    Err(e) => tracing::error!(
+                        fingerprint = %tls.fingerprint(),
+                        "SIGHUP: the TLS files could not be reloaded, so the certificate in use \
+                         stays: {e}"
+                    ),
+                },
+            }
+        }
+    });
 }
 
 /// Run the daemon until `shutdown` resolves; then stop every process (SIGTERM, grace, SIGKILL)
-/// and remove the socket. `ready` is called once every listener is bound.
+/// and remove the socket. `ready` is called once every listener is bound. Each item of
+/// `reload` (SIGHUP) reads the TLS certificate, key and client CA again.
 pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
+    reload: impl futures_util::Stream<Item = ()> + Send + 'static,
     ready: impl FnOnce(&Listening),
 ) -> Result<()> {
     let dir = &config.state_dir;
@@ -124,14 +162,13 @@ pub async fn serve(
 
     let socket_path = config.socket_path();
     let unix = socket::bind(&socket_path).await?;
-    let mut tcp = Vec::new();
-    for addr in &config.tcp {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::io(format!("listen on tcp://{addr}"), e))?;
-        tcp.push(l);
-    }
-    let token = if tcp.is_empty() {
+    let listen::Bound {
+        plain: tcp,
+        tls: tls_listeners,
+        tls_config,
+    } = listen::bind(&config).await?;
+    spawn_reload(reload, tls_config.clone());
+    let token = if tcp.is_empty() && tls_listeners.is_empty() {
         None
     } else {
         Some(auth::load_or_create(
@@ -256,10 +293,44 @@ pub async fn serve(
         });
         servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())));
     }
-    tracing::info!(socket = %socket_path.display(), tcp = ?tcp_addrs, "tend is serving");
+    let mut tls_addrs = Vec::new();
+    if let Some(tls) = &tls_config {
+        for l in tls_listeners {
+            let addr = l.local_addr().map_err(|e| Error::io("local_addr", e))?;
+            tls_addrs.push(addr);
+            // The token, a plugin's, or a client certificate signed by --tls-client-ca.
+            let check = caller::identify(
+                loader.clone(),
+                Some(token.clone().expect("a token when listening on TCP")),
+            );
+            let router = tuned(Server::builder())
+                .layer(calls.clone())
+                .layer(InterceptorLayer::new(check))
+                .layer(forward::ForwardLayer::behind_token(loader.clone()))
+                .layer(decode_errors::DecodeErrorsLayer)
+                .add_routes(routes.clone());
+            let conns =
+                admission::Connections::new(config.limits.max_connections, format!("tls://{addr}"));
+            let incoming = tls::incoming(l, tls.clone(), conns);
+            servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped(stop_rx.clone())));
+        }
+    }
+    tracing::info!(
+        socket = %socket_path.display(),
+        tcp = ?tcp_addrs,
+        tls = ?tls_addrs,
+        "tend is serving"
+    );
+    let any_tcp = !tcp_addrs.is_empty() || !tls_addrs.is_empty();
     ready(&Listening {
         socket: socket_path.clone(),
         tcp: tcp_addrs,
+        tls: tls_addrs,
+        tls_cert: tls_config
+            .as_ref()
+            .map(|t| (t.fingerprint(), t.options().files.cert.clone())),
+        tls_client_cert_required: config.tls.require_client_cert,
+        token_file: (any_tcp && config.token.is_none()).then(|| config.token_path()),
     });
 
     let mut grace = config.grace;

@@ -16,7 +16,7 @@ use super::stream::{
 use crate::error::Error;
 use crate::pb;
 use crate::pb::process_service_server::ProcessService;
-use crate::server::caller::Caller;
+use crate::server::caller::{Caller, ClientCert};
 use crate::supervisor::{view, Cursor, ListFilter, Process, Supervisor};
 
 /// The service over a supervisor.
@@ -98,6 +98,11 @@ async fn owned_pump<R>(
     }
 }
 
+/// The argv a Run asks for, for the log.
+fn r_argv(r: &pb::RunRequest) -> &[String] {
+    r.spec.as_ref().map_or(&[], |s| &s.argv[..])
+}
+
 #[tonic::async_trait]
 impl ProcessService for ProcessApi {
     async fn start(
@@ -105,6 +110,7 @@ impl ProcessService for ProcessApi {
         request: Request<pb::StartRequest>,
     ) -> Result<Response<pb::StartResponse>, Status> {
         let caller = Caller::of(&request);
+        let client = ClientCert::of(&request).map(str::to_string);
         let r = request.into_inner();
         let wait = convert::wait_ms("wait_timeout_ms", r.wait_timeout_ms)?;
         let opts = convert::view_options("output", r.output.as_ref())?;
@@ -115,6 +121,10 @@ impl ProcessService for ProcessApi {
         let p = tokio::task::spawn_blocking(move || sup.start(spec))
             .await
             .map_err(|e| Error::Internal(format!("start task: {e}")))??;
+        // Who started what, for a caller known by its certificate rather than a shared token.
+        if let Some(subject) = client {
+            tracing::info!(id = %p.id, argv = ?p.spec.argv, %subject, "Start by a client certificate");
+        }
         let mut resp = pb::StartResponse::default();
         if let Some(wait) = wait {
             if self.sup.wait(&p, Some(wait)).await {
@@ -138,6 +148,10 @@ impl ProcessService for ProcessApi {
         request: Request<pb::RunRequest>,
     ) -> Result<Response<Self::RunStream>, Status> {
         let caller = Caller::of(&request);
+        if let Some(subject) = ClientCert::of(&request) {
+            let argv = r_argv(request.get_ref());
+            tracing::info!(?argv, %subject, "Run by a client certificate");
+        }
         let r = request.into_inner();
         let mut spec = convert::spec(r.spec, r.request_id, self.sup.limits())?;
         caller.tag(&mut spec.tags);

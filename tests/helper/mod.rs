@@ -104,7 +104,7 @@ impl Daemon {
     }
 
     /// A daemon on a state dir of its own, removed with it.
-    async fn in_tempdir(args: &[&str], customize: impl FnOnce(&mut Command)) -> Daemon {
+    pub async fn in_tempdir(args: &[&str], customize: impl FnOnce(&mut Command)) -> Daemon {
         let tmp = tempfile::Builder::new()
             .prefix("tend-test")
             .tempdir()

@@ -1,6 +1,7 @@
 // Package tend dials the tend daemon. It understands the daemon's address forms
-// (unix:///path/to/tend.sock, tcp://host:port), the TEND_ADDR and TEND_TOKEN
-// environment variables and the default socket location, and attaches the bearer
+// (unix:///path/to/tend.sock, tls://host:port, tcp://host:port), the TEND_ADDR,
+// TEND_TOKEN and TEND_TLS_* environment variables and the default socket location,
+// verifies a tls:// daemon (by CA or pinned fingerprint), and attaches the bearer
 // token to every call. The service stubs live in package tendv1:
 //
 //	conn, err := tend.Dial(ctx, "")            // TEND_ADDR, else the default socket
@@ -22,11 +23,13 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // Environment variables shared with the daemon and the other clients.
 const (
-	// EnvAddr selects the daemon: unix:///path/to/tend.sock or tcp://host:port.
+	// EnvAddr selects the daemon: unix:///path/to/tend.sock, tls://host:port or
+	// tcp://host:port.
 	EnvAddr = "TEND_ADDR"
 	// EnvToken is the bearer token sent with every call (needed over TCP).
 	EnvToken = "TEND_TOKEN"
@@ -43,6 +46,7 @@ type Option func(*options)
 type options struct {
 	token    string
 	tokenSet bool
+	tls      tlsOptions
 	dialOpts []grpc.DialOption
 }
 
@@ -84,9 +88,10 @@ func DefaultSocketPath() (string, error) {
 	return filepath.Join(dir, SocketName), nil
 }
 
-// ParseAddr resolves a daemon address into a network ("unix" or "tcp") and an
-// address for net.Dial. Accepted forms, as the tend CLI accepts them:
-// unix:///abs/path, tcp://host:port, and a bare socket path (anything without
+// ParseAddr resolves a daemon address into a network ("unix", "tls" or "tcp") and
+// an address (for net.Dial; "tls" is TCP with TLS). Accepted forms, as the tend CLI
+// accepts them: unix:///abs/path, tls://host:port, tcp://host:port, and a bare socket
+// path (anything without
 // "://"); also gRPC's unix:path. An empty addr means $TEND_ADDR, and when that is
 // empty too, the default socket (DefaultSocketPath).
 func ParseAddr(addr string) (network, address string, err error) {
@@ -113,8 +118,14 @@ func ParseAddr(addr string) (network, address string, err error) {
 			return "", "", fmt.Errorf("tend: address %q: want tcp://host:port: %w", addr, err)
 		}
 		return "tcp", address, nil
+	case strings.HasPrefix(addr, "tls://"):
+		address = strings.TrimSuffix(strings.TrimPrefix(addr, "tls://"), "/")
+		if _, _, err := net.SplitHostPort(address); err != nil {
+			return "", "", fmt.Errorf("tend: address %q: want tls://host:port: %w", addr, err)
+		}
+		return "tls", address, nil
 	case strings.Contains(addr, "://"):
-		return "", "", fmt.Errorf("tend: address %q: want unix:///path/to/tend.sock or tcp://host:port", addr)
+		return "", "", fmt.Errorf("tend: address %q: want unix:///path/to/tend.sock, tls://host:port or tcp://host:port", addr)
 	default:
 		address = addr
 		network = "unix"
@@ -127,7 +138,8 @@ func ParseAddr(addr string) (network, address string, err error) {
 
 // Dial connects to the daemon at addr (see ParseAddr; empty means TEND_ADDR, then
 // the default socket). The token from WithToken, else TEND_TOKEN, is attached to
-// every call. Like grpc.DialContext, it does not wait for the connection unless
+// every call. A tls:// daemon is verified as WithTLSCA / WithTLSFingerprint (or
+// TEND_TLS_CA / TEND_TLS_FINGERPRINT) say, in the handshake, before any call is sent. Like grpc.DialContext, it does not wait for the connection unless
 // given grpc.WithBlock() through WithDialOptions; the first call fails with
 // codes.Unavailable when nothing listens.
 func Dial(ctx context.Context, addr string, opts ...Option) (*grpc.ClientConn, error) {
@@ -144,9 +156,13 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*grpc.ClientConn, e
 		token = os.Getenv(EnvToken)
 	}
 
+	netw := network
+	if netw == "tls" {
+		netw = "tcp"
+	}
 	dialer := func(ctx context.Context, _ string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, network, address)
+		return d.DialContext(ctx, netw, address)
 	}
 	// "passthrough" hands the target to the dialer untouched, in every grpc-go
 	// version (newer ones default to the dns resolver). For a unix socket the target
@@ -156,12 +172,20 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*grpc.ClientConn, e
 	if network == "unix" {
 		target = "passthrough:///localhost"
 	}
-	dialOpts := []grpc.DialOption{
-		grpc.WithContextDialer(dialer),
-		// The daemon speaks plaintext: on a 0600 unix socket, or on TCP meant for
-		// loopback (or a tunnel), guarded by the bearer token. WithInsecure, not
-		// credentials/insecure, so this builds with grpc-go 1.33 (Debian 12).
-		grpc.WithInsecure(), //nolint:staticcheck // see above
+	dialOpts := []grpc.DialOption{grpc.WithContextDialer(dialer)}
+	if network == "tls" {
+		host, _, _ := net.SplitHostPort(address)
+		cfg, err := o.tls.tlsConfig(host)
+		if err != nil {
+			return nil, err
+		}
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	} else {
+		// Plaintext: a 0600 unix socket, or TCP on loopback (the daemon refuses
+		// plaintext elsewhere unless told otherwise), guarded by the bearer token.
+		// WithInsecure, not credentials/insecure, so this builds with grpc-go 1.33
+		// (Debian 12).
+		dialOpts = append(dialOpts, grpc.WithInsecure()) //nolint:staticcheck // see above
 	}
 	if token != "" {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearerToken(token)))
@@ -184,6 +208,6 @@ func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]
 	return map[string]string{"authorization": "Bearer " + string(t)}, nil
 }
 
-// RequireTransportSecurity is false: the daemon has no TLS; its TCP listener is meant
-// for loopback or a tunnel, and the unix socket is protected by its file mode.
+// RequireTransportSecurity is false: the token also goes over the unix socket (protected
+// by its file mode) and plaintext TCP on loopback.
 func (bearerToken) RequireTransportSecurity() bool { return false }

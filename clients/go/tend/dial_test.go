@@ -24,7 +24,9 @@ func TestParseAddr(t *testing.T) {
 		{addr: "", network: "unix", address: "/state/tend.sock"},
 		{addr: "tcp://127.0.0.1", err: "want tcp://host:port"},
 		{addr: "unix://", err: "empty socket path"},
-		{addr: "http://localhost:80", err: "want unix:///path/to/tend.sock or tcp://host:port"},
+		{addr: "tls://tend.example:7443/", network: "tls", address: "tend.example:7443"},
+		{addr: "tls://tend.example", err: "want tls://host:port"},
+		{addr: "http://localhost:80", err: "want unix:///path/to/tend.sock, tls://host:port or tcp://host:port"},
 	}
 	for _, c := range cases {
 		network, address, err := tend.ParseAddr(c.addr)

@@ -16,6 +16,7 @@ from tend_client import Address, default_socket_path, parse_address, resolve_tok
         ("run/tend.sock", Address("unix", "run/tend.sock")),
         ("tcp://127.0.0.1:7070", Address("tcp", "127.0.0.1:7070")),
         ("tcp://[::1]:7070/", Address("tcp", "[::1]:7070")),
+        ("tls://tend.example:7443/", Address("tls", "tend.example:7443")),
     ],
 )
 def test_parse_address(addr, want, monkeypatch):
@@ -23,7 +24,7 @@ def test_parse_address(addr, want, monkeypatch):
     assert parse_address(addr) == want
 
 
-@pytest.mark.parametrize("addr", ["tcp://127.0.0.1", "tcp://:80", "unix://", "http://x:1"])
+@pytest.mark.parametrize("addr", ["tcp://127.0.0.1", "tcp://:80", "tls://x", "unix://", "http://x:1"])
 def test_parse_address_rejects(addr):
     with pytest.raises(ValueError, match="tend: address"):
         parse_address(addr)
@@ -77,3 +78,12 @@ def test_connect_is_lazy():
         assert client.address == Address("unix", "/nonexistent/tend.sock")
         with pytest.raises(TimeoutError, match="no healthy daemon"):
             client.wait_ready(timeout=0.3)
+
+
+def test_parse_fingerprint():
+    want = bytes([0xAB] * 32)
+    for s in ("sha256:" + "ab" * 32, "SHA256:" + ":".join(["AB"] * 32), "ab" * 32):
+        assert tend_client.parse_fingerprint(s) == want
+    for bad in ("sha256:abcd", "", "zz" * 32):
+        with pytest.raises(ValueError, match="64 hex digits"):
+            tend_client.parse_fingerprint(bad)

@@ -36,7 +36,7 @@ def default_socket_path() -> str:
 class Address:
     """A resolved daemon address."""
 
-    #: "unix" or "tcp".
+    #: "unix", "tls" or "tcp".
     network: str
     #: The socket path, or host:port.
     address: str
@@ -57,7 +57,7 @@ def parse_address(addr: Optional[str] = None) -> Address:
     """Resolve a daemon address.
 
     Accepted forms, as the tend CLI accepts them: ``unix:///abs/path``,
-    ``tcp://host:port`` and a bare socket path (anything without ``://``); also gRPC's
+    ``tls://host:port``, ``tcp://host:port`` and a bare socket path (anything without ``://``); also gRPC's
     ``unix:path``. ``None`` or ``""`` means ``$TEND_ADDR``, and when that is unset too,
     the default socket (:func:`default_socket_path`).
     """
@@ -69,14 +69,17 @@ def parse_address(addr: Optional[str] = None) -> Address:
         path = addr[len("unix://") :]
     elif addr.startswith("unix:"):
         path = addr[len("unix:") :]
-    elif addr.startswith("tcp://"):
+    elif addr.startswith("tcp://") or addr.startswith("tls://"):
+        scheme = addr[:3]
         hostport = addr[len("tcp://") :].rstrip("/")
         host, sep, port = hostport.rpartition(":")
         if not sep or not host or not port.isdigit():
-            raise ValueError(f"tend: address {addr!r}: want tcp://host:port")
-        return Address("tcp", hostport)
+            raise ValueError(f"tend: address {addr!r}: want {scheme}://host:port")
+        return Address(scheme, hostport)
     elif "://" in addr:
-        raise ValueError(f"tend: address {addr!r}: want unix:///path/to/tend.sock or tcp://host:port")
+        raise ValueError(
+            f"tend: address {addr!r}: want unix:///path/to/tend.sock, tls://host:port or tcp://host:port"
+        )
     else:
         path = addr
     if not path:

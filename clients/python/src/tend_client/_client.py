@@ -12,6 +12,7 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tend_client._address import Address, parse_address, resolve_token
+from tend_client._tls import channel_credentials
 from tend_client._gen.tend.v1 import (
     agent_pb2_grpc,
     loader_pb2_grpc,
@@ -55,8 +56,8 @@ class _TokenInterceptor(
     """Adds ``authorization: Bearer <token>`` to every call of a sync channel.
 
     An interceptor rather than call credentials: gRPC only sends call credentials over a
-    secure channel, and the daemon speaks plaintext (a 0600 unix socket, or TCP meant for
-    loopback or a tunnel, guarded by this token).
+    secure channel, and the daemon also speaks plaintext (a 0600 unix socket, or TCP on
+    loopback, guarded by this token).
     """
 
     def __init__(self, token: str) -> None:
@@ -244,23 +245,53 @@ def _options(address: Address, options: Optional[ChannelOptions]) -> list:
     return list(merged.items())
 
 
+def _credentials(address: Address, tls: dict) -> Optional[grpc.ChannelCredentials]:
+    if address.network != "tls":
+        return None
+    return channel_credentials(
+        address,
+        ca=tls.get("tls_ca"),
+        fingerprint=tls.get("tls_fingerprint"),
+        client_cert=tls.get("tls_client_cert"),
+        client_key=tls.get("tls_client_key"),
+    )
+
+
 def connect(
     addr: Optional[str] = None,
     token: Optional[str] = None,
     *,
     options: Optional[ChannelOptions] = None,
+    tls_ca: Optional[str] = None,
+    tls_fingerprint: Optional[str] = None,
+    tls_client_cert: Optional[str] = None,
+    tls_client_key: Optional[str] = None,
 ) -> Client:
     """Open a synchronous connection to the daemon.
 
-    ``addr``: ``unix:///path/to/tend.sock`` or ``tcp://host:port``; ``None`` means
-    ``$TEND_ADDR``, else the default socket. ``token``: the bearer token; ``None`` means
-    ``$TEND_TOKEN``, ``""`` none. ``options``: extra gRPC channel options.
+    ``addr``: ``unix:///path/to/tend.sock``, ``tls://host:port`` or ``tcp://host:port``;
+    ``None`` means ``$TEND_ADDR``, else the default socket. ``token``: the bearer token;
+    ``None`` means ``$TEND_TOKEN``, ``""`` none. ``options``: extra gRPC channel options.
+
+    For ``tls://``: ``tls_ca`` (else ``$TEND_TLS_CA``) is the CA file the daemon's
+    certificate must chain to; ``tls_fingerprint`` (else ``$TEND_TLS_FINGERPRINT``) pins
+    the daemon's certificate by its SHA-256 (``sha256:<hex>``), checked here, before any
+    call (a wrong one raises :class:`ConnectionRefusedError`); ``tls_client_cert`` and
+    ``tls_client_key`` (else ``$TEND_TLS_CLIENT_CERT``/``_KEY``) are a client certificate
+    for a daemon with ``--tls-client-ca``. See :func:`tend_client._tls.channel_credentials`.
 
     The channel connects lazily: the first call fails with ``UNAVAILABLE`` when no
     daemon listens (:meth:`Client.wait_ready` waits for one, bounded).
     """
     address = parse_address(addr)
-    channel = grpc.insecure_channel(address.grpc_target, options=_options(address, options))
+    creds = _credentials(
+        address,
+        dict(tls_ca=tls_ca, tls_fingerprint=tls_fingerprint, tls_client_cert=tls_client_cert, tls_client_key=tls_client_key),
+    )
+    if creds is not None:
+        channel = grpc.secure_channel(address.grpc_target, creds, options=_options(address, options))
+    else:
+        channel = grpc.insecure_channel(address.grpc_target, options=_options(address, options))
     tok = resolve_token(token)
     if tok:
         channel = grpc.intercept_channel(channel, _TokenInterceptor(tok))
@@ -272,6 +303,10 @@ def connect_async(
     token: Optional[str] = None,
     *,
     options: Optional[ChannelOptions] = None,
+    tls_ca: Optional[str] = None,
+    tls_fingerprint: Optional[str] = None,
+    tls_client_cert: Optional[str] = None,
+    tls_client_key: Optional[str] = None,
 ) -> AsyncClient:
     """Open an asyncio connection to the daemon; arguments as in :func:`connect`.
 
@@ -285,5 +320,16 @@ def connect_async(
         if tok
         else None
     )
-    channel = grpc.aio.insecure_channel(address.grpc_target, options=_options(address, options), interceptors=interceptors)
+    creds = _credentials(
+        address,
+        dict(tls_ca=tls_ca, tls_fingerprint=tls_fingerprint, tls_client_cert=tls_client_cert, tls_client_key=tls_client_key),
+    )
+    if creds is not None:
+        channel = grpc.aio.secure_channel(
+            address.grpc_target, creds, options=_options(address, options), interceptors=interceptors
+        )
+    else:
+        channel = grpc.aio.insecure_channel(
+            address.grpc_target, options=_options(address, options), interceptors=interceptors
+        )
     return AsyncClient(channel, address)
