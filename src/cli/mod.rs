@@ -796,6 +796,7 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
                 } as i32,
                 tags: tags.into_iter().collect(),
                 with_usage: true,
+                with_ports: true,
                 listening,
                 name: name.unwrap_or_default(),
             };

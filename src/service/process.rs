@@ -436,8 +436,9 @@ impl ProcessService for ProcessApi {
         if !r.name.is_empty() {
             found.retain(|p| p.spec.name.as_deref() == Some(r.name.as_str()));
         }
-        let processes = if r.with_usage || r.listening {
-            let measured = measure(found.clone(), true).await;
+        let processes = if r.with_usage || r.listening || r.with_ports {
+            // Ports cost a look at every descriptor of every process: only when asked for.
+            let measured = measure(found.clone(), r.listening || r.with_ports).await;
             found
                 .iter()
                 .zip(&measured)

@@ -78,6 +78,7 @@ fn parse_stat(raw: &str) -> Option<PidStat> {
 pub struct Scan {
     pub pids: HashMap<u32, PidStat>,
     children: HashMap<u32, Vec<u32>>,
+    groups: HashMap<u32, Vec<u32>>,
 }
 
 /// What a tree uses, summed over its processes.
@@ -128,6 +129,7 @@ impl Scan {
     pub fn take() -> Scan {
         let mut pids = HashMap::new();
         let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for e in dir.flatten() {
                 let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
@@ -141,10 +143,15 @@ impl Scan {
                     continue;
                 };
                 children.entry(stat.ppid).or_default().push(pid);
+                groups.entry(stat.pgid).or_default().push(pid);
                 pids.insert(pid, stat);
             }
         }
-        Scan { pids, children }
+        Scan {
+            pids,
+            children,
+            groups,
+        }
     }
 
     /// The daemon's adopted orphans (children of the daemon that are none of `leaders`), by the
@@ -182,12 +189,7 @@ impl Scan {
             .as_deref()
             .map(super::cgroup::members)
             .unwrap_or_default();
-        stack.extend(
-            self.pids
-                .iter()
-                .filter(|(_, s)| s.pgid == tree.pgid)
-                .map(|(pid, _)| *pid),
-        );
+        stack.extend(self.groups.get(&tree.pgid).into_iter().flatten().copied());
         stack.extend(adopted.get(&tree.marker).into_iter().flatten().copied());
         stack.push(leader);
         while let Some(pid) = stack.pop() {

@@ -44,8 +44,8 @@ type ProcessServiceClient interface {
 	// (ProcessInfo.usage) and the sockets it listens on (ProcessInfo.ports).
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// List processes, running and exited (until removed or evicted); with
-	// `with_usage`, what each tree uses and where it listens (one pass over
-	// /proc for all).
+	// `with_usage`, what each tree uses (one pass over /proc for all); with
+	// `listening`, only those that listen, with their ports.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Stream lifecycle events of every process (or those carrying all of
 	// `tags`): STARTED (with the process), EXITED (with its exit status),
@@ -316,8 +316,8 @@ type ProcessServiceServer interface {
 	// (ProcessInfo.usage) and the sockets it listens on (ProcessInfo.ports).
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// List processes, running and exited (until removed or evicted); with
-	// `with_usage`, what each tree uses and where it listens (one pass over
-	// /proc for all).
+	// `with_usage`, what each tree uses (one pass over /proc for all); with
+	// `listening`, only those that listen, with their ports.
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Stream lifecycle events of every process (or those carrying all of
 	// `tags`): STARTED (with the process), EXITED (with its exit status),

@@ -445,7 +445,7 @@ class GetResponse(_message.Message):
     def __init__(self, process: _Optional[_Union[ProcessInfo, _Mapping]] = ...) -> None: ...
 
 class ListRequest(_message.Message):
-    __slots__ = ("state", "tags", "with_usage", "listening", "name")
+    __slots__ = ("state", "tags", "with_usage", "listening", "name", "with_ports")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -458,12 +458,14 @@ class ListRequest(_message.Message):
     WITH_USAGE_FIELD_NUMBER: _ClassVar[int]
     LISTENING_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    WITH_PORTS_FIELD_NUMBER: _ClassVar[int]
     state: ProcessState
     tags: _containers.ScalarMap[str, str]
     with_usage: bool
     listening: bool
     name: str
-    def __init__(self, state: _Optional[_Union[ProcessState, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., with_usage: _Optional[bool] = ..., listening: _Optional[bool] = ..., name: _Optional[str] = ...) -> None: ...
+    with_ports: bool
+    def __init__(self, state: _Optional[_Union[ProcessState, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., with_usage: _Optional[bool] = ..., listening: _Optional[bool] = ..., name: _Optional[str] = ..., with_ports: _Optional[bool] = ...) -> None: ...
 
 class ListResponse(_message.Message):
     __slots__ = ("processes",)

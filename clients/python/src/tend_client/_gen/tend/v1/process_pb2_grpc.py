@@ -193,8 +193,8 @@ class ProcessServiceServicer:
 
     def List(self, request, context):
         """List processes, running and exited (until removed or evicted); with
-        `with_usage`, what each tree uses and where it listens (one pass over
-        /proc for all).
+        `with_usage`, what each tree uses (one pass over /proc for all); with
+        `listening`, only those that listen, with their ports.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
