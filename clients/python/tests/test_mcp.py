@@ -97,6 +97,22 @@ async def session_scenario(addr: str) -> None:
             r = result_of(await call("list_processes", state="running"))
             assert slow in [p["id"] for p in r["processes"]]
             result_of(await call("send_signal", id=slow, signal="SIGKILL"))
+
+            # A server: what it uses, and the port it listens on, once it listens.
+            result_of(await call("start_background", command="exec python3 -m http.server 0 --bind 127.0.0.1", name="web"))
+            web = {}
+            for _ in range(200):
+                r = result_of(await call("list_processes", state="running"))
+                web = next(p for p in r["processes"] if p.get("name") == "web")
+                if web.get("listening"):
+                    break
+                await anyio.sleep(0.05)
+            assert len(web["listening"]) == 1 and web["listening"][0].startswith("127.0.0.1:"), web
+            assert web["listening"][0].endswith("/tcp"), web
+            assert web["usage"]["kernel_state"] in ("sleeping", "running") and web["usage"]["memory_mb"] > 1, web
+            assert web["usage"]["processes"] == 1, web
+            result_of(await call("send_signal", id="web", signal="SIGKILL"))
+            await call("read_output", id="web", wait_seconds=10)
             r = result_of(await call("read_output", id=slow, wait_seconds=10))
             assert r["state"] == "exited" and r["signal"] == "SIGKILL"
             assert r["stdout"] == "started\n"

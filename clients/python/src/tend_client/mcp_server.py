@@ -397,6 +397,16 @@ def _summary(p: pb.ProcessInfo) -> Dict[str, Any]:
         out["terminal"] = f"{p.pty.rows}x{p.pty.cols}"
     if p.state == pb.PROCESS_STATE_EXITED:
         out.update(_exit_fields(p.exit))
+    if p.HasField("usage"):
+        u = p.usage
+        out["usage"] = {
+            "kernel_state": pb.KernelState.Name(u.state).removeprefix("KERNEL_STATE_").lower(),
+            "cpu_percent": round(u.cpu_percent, 1),
+            "memory_mb": round(u.rss_bytes / (1 << 20), 1),
+            "processes": u.processes,
+        }
+    if p.ports:
+        out["listening"] = [f"{l.address}:{l.port}/{l.protocol}" for l in p.ports]
     return out
 
 
@@ -594,13 +604,19 @@ async def list_processes(
 ) -> Dict[str, Any]:
     """List the daemon's most recent processes (at most limit), oldest first.
 
+    A running process shows what its whole tree uses ("usage": kernel state such as
+    sleeping or stopped, CPU %, memory in MB, processes) and the ports it listens on
+    ("listening", e.g. "127.0.0.1:8000/tcp"): whether a server is up, and where.
     "total" counts every match; a note says how many older ones are not shown.
     """
     if state not in _STATES_BY_NAME:
         raise ToolError(f"state must be one of {sorted(_STATES_BY_NAME)}")
     if not 1 <= limit <= MAX_LIST_LIMIT:
         raise ToolError(f"limit must be in [1, {MAX_LIST_LIMIT}]")
-    resp = await _call(_get_client().process.List, pb.ListRequest(state=_STATES_BY_NAME[state]))
+    resp = await _call(
+        _get_client().process.List,
+        pb.ListRequest(state=_STATES_BY_NAME[state], with_usage=True, with_ports=True),
+    )
     procs = list(resp.processes)
     shown = procs[-limit:]
     result: Dict[str, Any] = {"processes": [_summary(p) for p in shown], "total": len(procs)}
