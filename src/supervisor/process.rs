@@ -133,10 +133,14 @@ impl Process {
                 input.close();
                 Ok(())
             }
-            None if self.running() && !self.spec.stdin => Err(Error::FailedPrecondition(format!(
-                "{} was started without stdin; there is nothing to close",
-                self.id
-            ))),
+            // A PTY always has input: none left means its exit is being recorded (the input
+            // is dropped just before the exit is final), and closing it is done.
+            None if self.running() && !self.spec.stdin && self.pty.is_none() => {
+                Err(Error::FailedPrecondition(format!(
+                    "{} was started without stdin; there is nothing to close",
+                    self.id
+                )))
+            }
             None => Ok(()),
         }
     }
