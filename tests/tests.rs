@@ -17,6 +17,7 @@ mod output;
 mod plugin_mode;
 mod plugins;
 mod pty;
+mod readiness;
 mod runner;
 mod stores;
 mod tls;

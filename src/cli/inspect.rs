@@ -144,11 +144,22 @@ pub async fn kill(
 }
 
 /// `tend wait`: exits with the process's code.
-pub async fn wait(mut c: ProcessClient, id: String) -> anyhow::Result<i32> {
+pub async fn wait(
+    mut c: ProcessClient,
+    id: String,
+    timeout: Option<std::time::Duration>,
+) -> anyhow::Result<i32> {
     let r = c
-        .wait(pb::WaitRequest { id, timeout_ms: 0 })
+        .wait(pb::WaitRequest {
+            id: id.clone(),
+            timeout_ms: timeout.map_or(0, |t| t.as_millis() as u64),
+        })
         .await?
         .into_inner();
+    if r.timed_out {
+        eprintln!("tend: {id} is still running");
+        return Ok(super::ready::EXIT_NOT_READY);
+    }
     let exit = r.process.and_then(|p| p.exit).unwrap_or_default();
     Ok(exit_code(&exit))
 }

@@ -4,6 +4,7 @@ pub mod connect;
 mod env;
 mod inspect;
 mod plugin;
+mod ready;
 mod run;
 pub mod serve_hint;
 pub mod tls;
@@ -64,11 +65,14 @@ pub enum Command {
     /// closed pipe (`tend run -- yes | head -1`) the command gets SIGPIPE and `tend run` exits
     /// 141 quietly. If `tend run` itself dies or its connection drops, the daemon stops the command
     /// (SIGTERM, then SIGKILL after its grace period). `--detach` starts it and prints its id
-    /// instead.
+    /// instead; with a --ready-… probe, once the command is ready.
     ///
     /// Exit codes: the command's code; 128+N when a signal N killed it; 127 when the program
     /// is not found, 126 when it is not executable; 141 on a closed stdout; 254 when output was
     /// lost on the way (never in a normal run; see --allow-gaps); 1 when tend itself failed.
+    /// With --detach and a --ready-… probe: 0 once ready; the command's code (1 for 0) when it
+    /// exited before it was ready, its output's tail on stderr; 124 when --ready-timeout
+    /// passed first (it runs on). The id is printed in every case.
     #[command(verbatim_doc_comment)]
     Run {
         /// Run in a pseudo-terminal, with this terminal in raw mode (Ctrl-C is then typed into
@@ -98,6 +102,10 @@ pub enum Command {
         /// Exit with the command's code even if output was lost (a gap) on the way.
         #[arg(long)]
         allow_gaps: bool,
+        #[command(flatten)]
+        ready: ready::ReadyArgs,
+        #[command(flatten)]
+        ready_wait: ready::ReadyWait,
         /// The command and its arguments. Everything from the first of them on belongs to the
         /// command, options included (`tend run ls -l`); `--` before it also works.
         #[arg(
@@ -157,9 +165,19 @@ pub enum Command {
         leader: bool,
     },
     /// Wait for a process to exit; exits with its code (128+N when signal N killed it).
+    ///
+    /// With --ready, wait until a process started with a readiness probe is ready instead:
+    /// exits 0 once ready; with the command's code (1 for 0) when it exited first, its output's
+    /// tail on stderr; 124 when --timeout passed first.
     Wait {
         /// Process id or name.
         id: String,
+        /// Wait until it is ready (its readiness probe succeeded), not until it exits.
+        #[arg(long)]
+        ready: bool,
+        /// Give up after this many seconds and exit 124 (default: no limit).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
     },
     /// Print the bounded head+tail view of a process's output (16 KiB each, long lines cut).
     Output {
@@ -763,8 +781,11 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
             cwd,
             name,
             allow_gaps,
+            ready,
+            ready_wait,
             argv,
         } => {
+            let probe = ready.probe(&ready_wait)?;
             run::run(
                 c,
                 run::RunArgs {
@@ -777,6 +798,8 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
                     interactive,
                     detach,
                     allow_gaps,
+                    ready: probe,
+                    ready_timeout: Duration::from_secs(ready_wait.ready_timeout),
                 },
             )
             .await
@@ -809,7 +832,15 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
             allow_gaps,
         } => inspect::logs(c, id, follow, from, allow_gaps).await,
         Command::Kill { id, signal, leader } => inspect::kill(c, id, signal, leader).await,
-        Command::Wait { id } => inspect::wait(c, id).await,
+        Command::Wait { id, ready, timeout } => {
+            let timeout = timeout.map(Duration::from_secs);
+            if ready {
+                let mut c = c;
+                ready::wait(&mut c, &id, timeout.unwrap_or_default()).await
+            } else {
+                inspect::wait(c, id, timeout).await
+            }
+        }
         Command::Output { id } => inspect::output(c, id).await,
         Command::Rm { id, force } => inspect::remove(c, id, force).await,
     }

@@ -36,6 +36,9 @@ pub struct RunArgs {
     pub interactive: bool,
     pub detach: bool,
     pub allow_gaps: bool,
+    /// With `detach`: return once this probe says the command is ready.
+    pub ready: Option<pb::ReadinessProbe>,
+    pub ready_timeout: Duration,
 }
 
 /// Run and return the exit code to exit with (128 + signal when killed).
@@ -52,11 +55,17 @@ pub async fn run(mut client: ProcessClient, args: RunArgs) -> anyhow::Result<i32
         }),
         stdin: args.interactive,
         environment_id: args.environment.unwrap_or_default(),
+        readiness: args.ready.clone(),
         ..Default::default()
     };
     if args.detach {
-        println!("{}", start(&mut client, spec).await?);
-        return Ok(0);
+        let id = start(&mut client, spec).await?;
+        let code = match args.ready {
+            Some(_) => super::ready::wait(&mut client, &id, args.ready_timeout).await?,
+            None => 0,
+        };
+        println!("{id}");
+        return Ok(code);
     }
     // Before the call, so that a Ctrl-C while it starts is not lost.
     let mut signals = Signals::new(client.clone())?;
@@ -315,7 +324,7 @@ impl Printer {
                 }
                 return Ok(Shown::Exited(exit_code(&x)));
             }
-            Some(Kind::Started(_)) | None => {}
+            Some(Kind::Started(_) | Kind::Ready(_)) | None => {}
         }
         Ok(Shown::More)
     }

@@ -95,6 +95,7 @@ pub fn spec(spec: Option<pb::ProcessSpec>, request_id: String, limits: &Limits) 
     }
     let pty = s.pty.map(|p| pty_size("spec.pty", p)).transpose()?;
     let environment = environment_id("spec.environment_id", s.environment_id)?;
+    let readiness = super::readiness_convert::probe(s.readiness, pty.is_some())?;
     Ok(Spec {
         argv: s.argv,
         env: s.env.into_iter().collect(),
@@ -107,6 +108,7 @@ pub fn spec(spec: Option<pb::ProcessSpec>, request_id: String, limits: &Limits) 
         clear_env: s.clear_env,
         environment,
         request_id: (!request_id.is_empty()).then_some(request_id),
+        readiness,
     })
 }
 
@@ -313,6 +315,10 @@ pub fn info(p: &Process) -> pb::ProcessInfo {
         usage: None,
         leader_usage: None,
         ports: Vec::new(),
+        readiness: p
+            .readiness()
+            .as_ref()
+            .map(super::readiness_convert::readiness_to_pb),
     }
 }
 

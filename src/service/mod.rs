@@ -7,6 +7,7 @@ pub mod loader;
 mod loader_convert;
 pub mod plugin;
 pub mod process;
+mod readiness_convert;
 pub mod runner;
 mod runner_convert;
 mod stream;

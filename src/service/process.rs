@@ -338,6 +338,57 @@ impl ProcessService for ProcessApi {
         }))
     }
 
+    async fn wait_ready(
+        &self,
+        request: Request<pb::WaitReadyRequest>,
+    ) -> Result<Response<pb::WaitReadyResponse>, Status> {
+        use crate::supervisor::readiness::State;
+        let r = request.into_inner();
+        let p = self.find("id", &r.id)?;
+        let timeout = convert::wait_ms("timeout_ms", r.timeout_ms)?;
+        let opts = convert::view_options("output", r.output.as_ref())?;
+        let kinds = convert::streams(
+            "output.stream",
+            r.output.as_ref().map_or(0, |o| o.stream),
+            &p,
+        )?;
+        let Some(mut readiness) = p.watch_readiness() else {
+            return Err(Error::FailedPrecondition(format!(
+                "{} was started without a readiness probe; start it with spec.readiness \
+                 (tend run --ready-port, --ready-http, --ready-log or --ready-cmd), or use Wait \
+                 for its exit",
+                p.id
+            ))
+            .into());
+        };
+        let settled = async {
+            loop {
+                let state = readiness.borrow_and_update().state;
+                if state != State::Pending || readiness.changed().await.is_err() {
+                    return state;
+                }
+            }
+        };
+        let state = match timeout {
+            Some(t) => tokio::time::timeout(t, settled).await.ok(),
+            None => Some(settled.await),
+        };
+        let mut resp = pb::WaitReadyResponse::default();
+        resp.result = match state {
+            Some(State::Ready) => pb::WaitReadyResult::Ready,
+            Some(State::Failed) => {
+                resp.output = kinds
+                    .into_iter()
+                    .map(|k| convert::view_to_pb(view::view(&p.output, k, opts)))
+                    .collect();
+                pb::WaitReadyResult::Failed
+            }
+            Some(State::Pending) | None => pb::WaitReadyResult::TimedOut,
+        } as i32;
+        resp.process = Some(convert::info(&p));
+        Ok(Response::new(resp))
+    }
+
     async fn get(
         &self,
         request: Request<pb::GetRequest>,
@@ -381,6 +432,7 @@ impl ProcessService for ProcessApi {
                         pb::ProcessServiceWatchResponse {
                             kind: match e.kind {
                                 LifecycleKind::Started => pb::ProcessEventKind::Started,
+                                LifecycleKind::Ready => pb::ProcessEventKind::Ready,
                                 LifecycleKind::Exited => pb::ProcessEventKind::Exited,
                                 LifecycleKind::Removed => pb::ProcessEventKind::Removed,
                             } as i32,

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
-use super::convert;
+use super::{convert, readiness_convert};
 use crate::pb;
-use crate::supervisor::{Cursor, Process, Read};
+use crate::supervisor::readiness::{Readiness, State};
+use crate::supervisor::{Chunk, Cursor, Process, Read, StreamKind};
 
 /// The most data bytes read into one batch of events.
 const BATCH_BYTES: usize = 1 << 20;
@@ -68,17 +69,40 @@ pub async fn pump_run<R>(
     // task is dropped: a reader that went away holds nothing.
     let _hold = p.output.release_on_drop(&cursor);
     let mut changed = p.output.subscribe();
+    // The ready event goes once, between the output written before readiness was seen and what
+    // came after (a chunk across that point is split there).
+    let mut ready = p.watch_readiness();
+    // How far this stream has sent each stream.
+    let mut sent: Vec<(StreamKind, u64)> = cursor.positions().to_vec();
     loop {
         changed.borrow_and_update();
-        match p.output.read(&mut cursor, BATCH_BYTES) {
+        let read = p.output.read(&mut cursor, BATCH_BYTES);
+        match read {
             Read::Chunks(chunks) => {
-                for c in chunks {
-                    if tx.send(Ok(wrap(convert::chunk_event(c)))).await.is_err() {
-                        return Pumped::Gone;
+                let point = ready_point(&ready);
+                for chunk in chunks {
+                    for part in split(chunk, point.as_deref()) {
+                        let (kind, end) = chunk_end(&part);
+                        if tx.send(Ok(wrap(convert::chunk_event(part)))).await.is_err() {
+                            return Pumped::Gone;
+                        }
+                        if let Some(s) = sent.iter_mut().find(|s| s.0 == kind) {
+                            s.1 = s.1.max(end);
+                        }
+                        if send_ready(&mut ready, &sent, false, tx, wrap)
+                            .await
+                            .is_err()
+                        {
+                            return Pumped::Gone;
+                        }
                     }
                 }
+                continue;
             }
             Read::Done(exit) => {
+                if send_ready(&mut ready, &sent, true, tx, wrap).await.is_err() {
+                    return Pumped::Gone;
+                }
                 let event = pb::ProcessEvent {
                     kind: Some(pb::process_event::Kind::Exited(convert::exit_to_pb(&exit))),
                 };
@@ -87,14 +111,108 @@ pub async fn pump_run<R>(
                     Err(_) => Pumped::Gone,
                 };
             }
-            Read::Pending if !follow => return Pumped::CaughtUp,
-            Read::Pending => {
-                tokio::select! {
-                    r = changed.changed() => if r.is_err() { return Pumped::Gone },
-                    _ = tx.closed() => return Pumped::Gone,
+            Read::Pending => {}
+        }
+        if send_ready(&mut ready, &sent, true, tx, wrap).await.is_err() {
+            return Pumped::Gone;
+        }
+        if !follow {
+            return Pumped::CaughtUp;
+        }
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { return Pumped::Gone },
+            // Readiness changed: look again (the ready event may be due).
+            r = async { ready.as_mut().expect("guarded").changed().await }, if ready.is_some() => {
+                if r.is_err() {
+                    ready = None;
                 }
             }
+            _ = tx.closed() => return Pumped::Gone,
         }
+    }
+}
+
+/// Where the process was when it became ready, if it is.
+fn ready_point(ready: &Option<watch::Receiver<Readiness>>) -> Option<Vec<(StreamKind, u64)>> {
+    let r = ready.as_ref()?.borrow();
+    (r.state == State::Ready).then(|| r.offsets.clone())
+}
+
+/// A chunk, in two where it crosses its stream's ready point.
+fn split(chunk: Chunk, point: Option<&[(StreamKind, u64)]>) -> Vec<Chunk> {
+    let at = |kind: StreamKind| point?.iter().find(|p| p.0 == kind).map(|p| p.1);
+    match chunk {
+        Chunk::Data {
+            stream,
+            offset,
+            data,
+        } if at(stream).is_some_and(|at| at > offset && at < offset + data.len() as u64) => {
+            let cut = (at(stream).unwrap_or(offset) - offset) as usize;
+            vec![
+                Chunk::Data {
+                    stream,
+                    offset,
+                    data: data.slice(..cut),
+                },
+                Chunk::Data {
+                    stream,
+                    offset: offset + cut as u64,
+                    data: data.slice(cut..),
+                },
+            ]
+        }
+        other => vec![other],
+    }
+}
+
+/// The stream of a chunk and the offset just after it.
+fn chunk_end(c: &Chunk) -> (StreamKind, u64) {
+    match c {
+        Chunk::Data {
+            stream,
+            offset,
+            data,
+        } => (*stream, offset + data.len() as u64),
+        Chunk::Gap {
+            stream,
+            offset,
+            len,
+        } => (*stream, offset + len),
+    }
+}
+
+/// Send the ready event if the process is ready and this stream has sent the output written
+/// before (or, `caught_up`, all there is); then stop following readiness.
+async fn send_ready<R>(
+    ready: &mut Option<watch::Receiver<Readiness>>,
+    sent: &[(StreamKind, u64)],
+    caught_up: bool,
+    tx: &mpsc::Sender<Result<R, Status>>,
+    wrap: fn(pb::ProcessEvent) -> R,
+) -> Result<(), ()> {
+    let Some(watching) = ready else { return Ok(()) };
+    let r = watching.borrow_and_update().clone();
+    let passed = || {
+        sent.iter().all(|(kind, pos)| {
+            r.offsets
+                .iter()
+                .find(|(k, _)| k == kind)
+                .is_none_or(|(_, at)| pos >= at)
+        })
+    };
+    match r.state {
+        State::Pending => Ok(()),
+        State::Failed => {
+            *ready = None;
+            Ok(())
+        }
+        State::Ready if caught_up || passed() => {
+            *ready = None;
+            tx.send(Ok(wrap(readiness_convert::ready_event(&r))))
+                .await
+                .map_err(drop)
+        }
+        State::Ready => Ok(()),
     }
 }
 

@@ -30,6 +30,12 @@ pub trait Environment: Send + Sync {
     fn sockets(&self) -> BoxFuture<'_, Sockets> {
         Box::pin(async { Sockets::Host })
     }
+
+    /// The address at which the daemon reaches what a process here listens on (a readiness
+    /// probe's default host): `None` for this host's loopback; an error says why there is none.
+    fn address(&self) -> BoxFuture<'_, std::result::Result<Option<std::net::IpAddr>, String>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Where an environment's processes can put unix sockets the daemon dials.

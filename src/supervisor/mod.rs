@@ -10,6 +10,7 @@ mod native;
 pub mod output;
 mod process;
 mod pty_spawn;
+pub mod readiness;
 pub mod reaper;
 pub mod records;
 mod ring;
@@ -72,6 +73,8 @@ struct Inner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LifecycleKind {
     Started,
+    /// Its readiness probe succeeded.
+    Ready,
     Exited,
     Removed,
 }
@@ -434,6 +437,13 @@ impl Supervisor {
             table.running += 1;
         }
         self.emit(LifecycleKind::Started, &process);
+        if process.spec.readiness.is_some() {
+            tokio::spawn(readiness::run(
+                self.clone(),
+                process.clone(),
+                environment.clone(),
+            ));
+        }
 
         // Completing the record is file work the caller need not wait for: the child is already
         // findable by its prepared record and its TEND_ORIGIN marker.

@@ -200,6 +200,11 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// Where it is in each stream it follows.
+    pub fn positions(&self) -> &[(StreamKind, u64)] {
+        &self.positions
+    }
+
     /// Follow `streams` (all of the process's when empty) from `offset` in each.
     pub fn new(streams: &[StreamKind], offset: u64) -> Self {
         Cursor {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::environment::{Group, Terminal};
 use super::input::Input;
 use super::output::Output;
+use super::readiness::{self, Readiness};
 use super::reaper::Ended;
 use super::spec::{PtySize, Spec};
 use crate::error::{Error, Result};
@@ -37,6 +38,8 @@ pub struct Process {
     /// The tree's CPU milliseconds at the last measure, and when: recent CPU % is measured
     /// from there.
     pub(super) cpu_sample: Mutex<Option<(u64, Instant)>>,
+    /// Where its readiness probe is, when it has one.
+    readiness: Option<tokio::sync::watch::Sender<Readiness>>,
 }
 
 impl std::fmt::Debug for Process {
@@ -60,6 +63,7 @@ impl Process {
         group: Arc<dyn Group>,
     ) -> Process {
         let pty = pty.map(|m| Mutex::new((m, spec.pty.expect("a PTY process has a size"))));
+        let readiness = readiness::watch_for(spec.readiness.as_ref());
         Process {
             id,
             seq,
@@ -72,7 +76,22 @@ impl Process {
             input: Mutex::new(input),
             pty,
             cpu_sample: Mutex::new(None),
+            readiness,
         }
+    }
+
+    /// Its readiness now; `None` without a probe.
+    pub fn readiness(&self) -> Option<Readiness> {
+        self.readiness.as_ref().map(|r| r.borrow().clone())
+    }
+
+    /// Follow its readiness; `None` without a probe.
+    pub fn watch_readiness(&self) -> Option<tokio::sync::watch::Receiver<Readiness>> {
+        self.readiness.as_ref().map(|r| r.subscribe())
+    }
+
+    pub(super) fn readiness_sender(&self) -> Option<&tokio::sync::watch::Sender<Readiness>> {
+        self.readiness.as_ref()
     }
 
     /// The exit, once the process ended and its output is final.

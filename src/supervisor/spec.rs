@@ -21,6 +21,8 @@ pub struct Spec {
     /// The environment's id or name; `NATIVE` (or empty) is the host.
     pub environment: String,
     pub request_id: Option<String>,
+    /// How to tell that it is ready.
+    pub readiness: Option<super::readiness::Probe>,
 }
 
 /// The id (and name) of the host's own environment, the one a spec with no environment runs in.

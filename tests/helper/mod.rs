@@ -259,6 +259,8 @@ pub struct Collected {
     pub gaps: Vec<pb::GapEvent>,
     pub exit: Option<pb::ExitStatus>,
     pub started: Option<pb::ProcessInfo>,
+    /// The ready event, and how many output bytes had arrived before it.
+    pub ready: Option<(pb::ReadyEvent, usize)>,
     next: std::collections::HashMap<i32, u64>,
 }
 
@@ -284,6 +286,11 @@ impl Collected {
             }
             Some(Kind::Exited(x)) => self.exit = Some(x),
             Some(Kind::Started(p)) => self.started = Some(p),
+            Some(Kind::Ready(r)) => {
+                assert!(self.ready.is_none(), "one ready event");
+                let before = self.stdout.len() + self.stderr.len() + self.pty.len();
+                self.ready = Some((r, before));
+            }
             None => {}
         }
     }

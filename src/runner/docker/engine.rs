@@ -377,6 +377,35 @@ impl Engine {
         }
     }
 
+    /// The container's address on its first network that has one (bridge, by default): where
+    /// the daemon reaches what its processes listen on.
+    pub async fn container_address(
+        &self,
+        id: &str,
+    ) -> std::result::Result<std::net::IpAddr, String> {
+        let c = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| format!("inspect container {id}: {e}"))?;
+        let networks = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default();
+        let mut names: Vec<&String> = networks.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|n| networks[n].ip_address.as_deref())
+            .find_map(|ip| ip.parse().ok())
+            .ok_or_else(|| {
+                format!(
+                    "container {id} has no IP address (network mode none or host?); give the \
+                     probe a host"
+                )
+            })
+    }
+
     /// Whether the container exists and runs.
     pub async fn container_running(&self, id: &str) -> bool {
         match self.docker.inspect_container(id, None).await {

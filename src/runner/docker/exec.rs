@@ -476,6 +476,24 @@ impl Environment for DockerEnv {
             }
         })
     }
+
+    /// The container's own address, which the daemon reaches when the engine is on its host.
+    fn address(&self) -> BoxFuture<'_, std::result::Result<Option<std::net::IpAddr>, String>> {
+        Box::pin(async move {
+            if self.fifo.is_none() {
+                return Err(
+                    "the Docker engine is not on this host, so the container's address \
+                            may not be reachable; give the probe a host (a port the engine \
+                            publishes)"
+                        .into(),
+                );
+            }
+            self.engine
+                .container_address(&self.container)
+                .await
+                .map(Some)
+        })
+    }
 }
 
 /// The wrapper found no program to run: the error a shell's 127 or 126 stands for.
