@@ -515,8 +515,11 @@ impl ProcessService for ProcessApi {
             .into_iter()
             .map(|k| convert::view_to_pb(view::view(&p.output, k, opts)))
             .collect();
+        // With what it uses and listens on, as Get gives it: "is it stuck or working?" is
+        // asked together with "what did it print?".
+        let measured = measure(vec![p.clone()], true).await;
         Ok(Response::new(pb::OutputResponse {
-            process: Some(convert::info(&p)),
+            process: Some(convert::info_with(&p, measured[0].as_ref())),
             output,
         }))
     }

@@ -40,6 +40,12 @@ type ProcessServiceClient interface {
 	Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalResponse, error)
 	// Wait until the process exits, or until timeout_ms passes.
 	Wait(ctx context.Context, in *WaitRequest, opts ...grpc.CallOption) (*WaitResponse, error)
+	// Wait until a process started with spec.readiness is ready: READY, FAILED
+	// (it exited first: process.exit and the output's tail say how) or
+	// TIMED_OUT (it keeps running; process.readiness.last_error says why the
+	// last check failed). Errors: FailedPrecondition for a process without a
+	// probe, NotFound for an unknown id.
+	WaitReady(ctx context.Context, in *WaitReadyRequest, opts ...grpc.CallOption) (*WaitReadyResponse, error)
 	// Describe one process; a running host process with what its tree uses
 	// (ProcessInfo.usage) and the sockets it listens on (ProcessInfo.ports).
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
@@ -48,7 +54,8 @@ type ProcessServiceClient interface {
 	// `listening`, only those that listen, with their ports.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Stream lifecycle events of every process (or those carrying all of
-	// `tags`): STARTED (with the process), EXITED (with its exit status),
+	// `tags`): STARTED (with the process), READY (its readiness probe
+	// succeeded), EXITED (with its exit status),
 	// REMOVED (by Remove, or evicted after exit). A watcher that falls behind
 	// gets a LAGGED event with the number missed. Errors: ResourceExhausted
 	// (--max-streams).
@@ -217,6 +224,15 @@ func (c *processServiceClient) Wait(ctx context.Context, in *WaitRequest, opts .
 	return out, nil
 }
 
+func (c *processServiceClient) WaitReady(ctx context.Context, in *WaitReadyRequest, opts ...grpc.CallOption) (*WaitReadyResponse, error) {
+	out := new(WaitReadyResponse)
+	err := c.cc.Invoke(ctx, "/tend.v1.ProcessService/WaitReady", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *processServiceClient) Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error) {
 	out := new(GetResponse)
 	err := c.cc.Invoke(ctx, "/tend.v1.ProcessService/Get", in, out, opts...)
@@ -312,6 +328,12 @@ type ProcessServiceServer interface {
 	Signal(context.Context, *SignalRequest) (*SignalResponse, error)
 	// Wait until the process exits, or until timeout_ms passes.
 	Wait(context.Context, *WaitRequest) (*WaitResponse, error)
+	// Wait until a process started with spec.readiness is ready: READY, FAILED
+	// (it exited first: process.exit and the output's tail say how) or
+	// TIMED_OUT (it keeps running; process.readiness.last_error says why the
+	// last check failed). Errors: FailedPrecondition for a process without a
+	// probe, NotFound for an unknown id.
+	WaitReady(context.Context, *WaitReadyRequest) (*WaitReadyResponse, error)
 	// Describe one process; a running host process with what its tree uses
 	// (ProcessInfo.usage) and the sockets it listens on (ProcessInfo.ports).
 	Get(context.Context, *GetRequest) (*GetResponse, error)
@@ -320,7 +342,8 @@ type ProcessServiceServer interface {
 	// `listening`, only those that listen, with their ports.
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Stream lifecycle events of every process (or those carrying all of
-	// `tags`): STARTED (with the process), EXITED (with its exit status),
+	// `tags`): STARTED (with the process), READY (its readiness probe
+	// succeeded), EXITED (with its exit status),
 	// REMOVED (by Remove, or evicted after exit). A watcher that falls behind
 	// gets a LAGGED event with the number missed. Errors: ResourceExhausted
 	// (--max-streams).
@@ -363,6 +386,9 @@ func (UnimplementedProcessServiceServer) Signal(context.Context, *SignalRequest)
 }
 func (UnimplementedProcessServiceServer) Wait(context.Context, *WaitRequest) (*WaitResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Wait not implemented")
+}
+func (UnimplementedProcessServiceServer) WaitReady(context.Context, *WaitReadyRequest) (*WaitReadyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method WaitReady not implemented")
 }
 func (UnimplementedProcessServiceServer) Get(context.Context, *GetRequest) (*GetResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Get not implemented")
@@ -568,6 +594,24 @@ func _ProcessService_Wait_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProcessService_WaitReady_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WaitReadyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcessServiceServer).WaitReady(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tend.v1.ProcessService/WaitReady",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcessServiceServer).WaitReady(ctx, req.(*WaitReadyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ProcessService_Get_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetRequest)
 	if err := dec(in); err != nil {
@@ -688,6 +732,10 @@ var _ProcessService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Wait",
 			Handler:    _ProcessService_Wait_Handler,
+		},
+		{
+			MethodName: "WaitReady",
+			Handler:    _ProcessService_WaitReady_Handler,
 		},
 		{
 			MethodName: "Get",

@@ -117,6 +117,45 @@ async def session_scenario(addr: str) -> None:
             assert r["state"] == "exited" and r["signal"] == "SIGKILL"
             assert r["stdout"] == "started\n"
 
+            # A server started with a readiness check: returned once its port answers HTTP;
+            # read_output shows it ready, what it uses and where it listens.
+            import socket
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            r = result_of(
+                await call(
+                    "start_background",
+                    command=f"sleep 0.3; exec python3 -m http.server {port} --bind 127.0.0.1",
+                    name="site",
+                    ready_port=port,
+                    ready_http_path="/",
+                    ready_timeout_seconds=30,
+                )
+            )
+            assert r["readiness"] == "ready" and r["ready_after_ms"] >= 300, r
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            r = result_of(await call("read_output", id="site"))
+            assert r["readiness"] == "ready" and r["listening"] == [f"127.0.0.1:{port}/tcp"], r
+            assert r["usage"]["processes"] == 1, r
+            result_of(await call("send_signal", id="site", signal="SIGKILL"))
+            await call("read_output", id="site", wait_seconds=10)
+            # Exited before ready: failed, with its exit code and output.
+            r = result_of(
+                await call("start_background", command="echo 'port in use' >&2; exit 3", ready_log_regex="listening")
+            )
+            assert r["readiness"] == "failed" and r["exit_code"] == 3 and "port in use" in r["stderr"], r
+            # Not ready in time: pending, with the last check's error; it keeps running.
+            r = result_of(
+                await call("start_background", command="sleep 30", ready_command="false", ready_timeout_seconds=0.5)
+            )
+            assert r["readiness"] == "pending" and r["state"] == "running", r
+            assert "exited with 1" in r["last_check"], r
+            result_of(await call("send_signal", id=r["id"], signal="SIGKILL"))
+            await call("read_output", id=r["id"], wait_seconds=10)
+            msg = error_text(await call("start_background", command="true", ready_http_path="/x"))
+            assert "ready_port" in msg, msg
+
             # Background with stdin: send input, close it, read what it did.
             r = result_of(await call("start_background", command="tr a-z A-Z", stdin=True, name="upper"))
             assert r["state"] == "running" and r["name"] == "upper"

@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (  # no
 )
 
 TIMEOUT = 10.0
-METHODS = "Start Run Connect Attach SendInput CloseInput Resize Signal Wait Get List Watch Output Remove".split()
+METHODS = "Start Run Connect Attach SendInput CloseInput Resize Signal Wait WaitReady Get List Watch Output Remove".split()
 RUNNER_METHODS = (
     "CreateEnvironment InitEnvironment StopEnvironment ShutdownEnvironment ListEnvironments GetEnvironment "
     "Capabilities Reap FindFreePort"

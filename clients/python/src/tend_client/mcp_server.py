@@ -8,7 +8,9 @@ asyncio client, and reports the tend_client version as its own. Tools:
   code, wall time and a head+tail view of the output. On timeout the command keeps running
   in the background and its id is returned. ``environment`` runs it in an environment of
   the daemon's RunnerService (a Docker container, a Nix shell) instead of on the host.
-- ``start_background``: start a command and return its id at once (``environment`` too).
+- ``start_background``: start a command and return its id at once (``environment`` too), or,
+  with a readiness check (``ready_port``, ``ready_http_path``, ``ready_log_regex``,
+  ``ready_command``), once it is ready.
 - ``read_output``: the head+tail view of a process's output (optionally waiting for it).
 - ``send_input``: write text to a process's stdin (or terminal), optionally closing it.
 - ``send_signal``: signal a process's group (SIGTERM by default).
@@ -407,7 +409,35 @@ def _summary(p: pb.ProcessInfo) -> Dict[str, Any]:
         }
     if p.ports:
         out["listening"] = [f"{l.address}:{l.port}/{l.protocol}" for l in p.ports]
+    if p.HasField("readiness"):
+        r = p.readiness
+        out["readiness"] = pb.ReadinessState.Name(r.state).removeprefix("READINESS_STATE_").lower()
+        if r.state == pb.READINESS_STATE_READY:
+            out["ready_after_ms"] = r.ready_after_ms
+        elif r.last_error:
+            out["last_check"] = r.last_error
     return out
+
+
+def _probe(
+    ready_port: int, ready_http_path: str, ready_log_regex: str, ready_command: str
+) -> Optional[pb.ReadinessProbe]:
+    """The readiness probe start_background's ready_* parameters ask for, if any."""
+    if ready_http_path and not ready_port:
+        raise ToolError("ready_http_path needs ready_port: the port to send the HTTP GET to")
+    given = [bool(ready_port), bool(ready_log_regex), bool(ready_command)]
+    if sum(given) > 1:
+        raise ToolError("give at most one of ready_port (with ready_http_path), ready_log_regex and ready_command")
+    if ready_port and ready_http_path:
+        path = ready_http_path if ready_http_path.startswith("/") else "/" + ready_http_path
+        return pb.ReadinessProbe(http=pb.HttpProbe(port=ready_port, path=path))
+    if ready_port:
+        return pb.ReadinessProbe(tcp=pb.TcpProbe(port=ready_port))
+    if ready_log_regex:
+        return pb.ReadinessProbe(log=pb.LogProbe(pattern=ready_log_regex))
+    if ready_command:
+        return pb.ReadinessProbe(exec=pb.ExecProbe(argv=["sh", "-c", ready_command]))
+    return None
 
 
 def _spec(command: str, cwd: str, env: Optional[Dict[str, str]], environment: str = "") -> pb.ProcessSpec:
@@ -495,22 +525,66 @@ async def start_background(
     rows: Annotated[int, Field(description="Terminal rows, with terminal=true.", ge=1, le=10000)] = 24,
     cols: Annotated[int, Field(description="Terminal columns, with terminal=true.", ge=1, le=10000)] = 80,
     environment: Environment = "",
+    ready_port: Annotated[
+        int, Field(description="Wait until this TCP port on localhost accepts connections (0: do not).", ge=0, le=65535)
+    ] = 0,
+    ready_http_path: Annotated[
+        str, Field(description='With ready_port: wait until an HTTP GET of this path (e.g. "/health") answers 2xx or 3xx.')
+    ] = "",
+    ready_log_regex: Annotated[
+        str, Field(description='Wait until a line of its output matches this regular expression (e.g. "listening on").')
+    ] = "",
+    ready_command: Annotated[
+        str, Field(description="Wait until this shell command (sh -c, run beside it) exits 0.")
+    ] = "",
+    ready_timeout_seconds: Annotated[
+        float, Field(description="How long to wait for it to be ready, in seconds.", gt=0, le=MAX_TIMEOUT_SECONDS)
+    ] = 60.0,
 ) -> Dict[str, Any]:
-    """Start a shell command (sh -c) in the background and return its id at once.
+    """Start a shell command (sh -c) in the background and return its id.
 
     stdin=true keeps its standard input open for send_input (otherwise it reads nothing).
     terminal=true runs it in a pseudo-terminal of rows x cols (for programs that want a
     TTY; input is always open then). name is an optional unique name usable as its id.
     environment (an id or name from list_environments) runs it there instead of on this
     machine.
+
+    To start a server and wait until it is up, give one readiness check: ready_port (a TCP
+    port accepting; add ready_http_path for an HTTP answer), ready_log_regex (a line it
+    prints) or ready_command (a command exiting 0). It then returns once ready ("readiness":
+    "ready"), or when it exited first ("readiness": "failed", with its exit code and
+    output), or after ready_timeout_seconds ("readiness": "pending", with the last check's
+    error; it keeps running).
     """
     spec = _spec(command, cwd, env, environment)
     spec.name = name
     spec.stdin = stdin
     if terminal:
         spec.pty.CopyFrom(pb.PtySize(rows=rows, cols=cols))
-    resp = await _call(_get_client().process.Start, pb.StartRequest(spec=spec))
-    return _summary(resp.process)
+    probe = _probe(ready_port, ready_http_path, ready_log_regex, ready_command)
+    if probe is not None:
+        if not 0 < ready_timeout_seconds <= MAX_TIMEOUT_SECONDS:
+            raise ToolError(f"ready_timeout_seconds must be in (0, {MAX_TIMEOUT_SECONDS:g}]")
+        spec.readiness.CopyFrom(probe)
+    client = _get_client()
+    resp = await _call(client.process.Start, pb.StartRequest(spec=spec))
+    if probe is None:
+        return _summary(resp.process)
+    waited = await _call(
+        client.process.WaitReady,
+        pb.WaitReadyRequest(id=resp.process.id, timeout_ms=max(1, int(ready_timeout_seconds * 1000))),
+        timeout=ready_timeout_seconds + _RPC_SLACK_SECONDS,
+    )
+    result = _summary(waited.process)
+    if waited.result == pb.WAIT_READY_RESULT_FAILED:
+        result["message"] = "it exited before it was ready; its output is below"
+        result.update(await _views(client, waited.process, list(waited.output)))
+    elif waited.result == pb.WAIT_READY_RESULT_TIMED_OUT:
+        result["message"] = (
+            f"not ready after {ready_timeout_seconds:g}s; it keeps running. read_output shows what it "
+            "printed; send_signal stops it."
+        )
+    return result
 
 
 @server.tool()
@@ -533,7 +607,10 @@ async def read_output(
     """Read a process's output: the head and tail of each stream, with truncation notes.
 
     The cuts move to a line boundary when one is near (the omission marker says so);
-    binary output is described, not shown.
+    binary output is described, not shown. A running process also shows what its tree
+    uses ("usage": kernel state such as sleeping or stopped, CPU %, memory in MB,
+    processes), the ports it listens on ("listening") and, if it was started with a
+    readiness check, whether it is ready: enough to tell working from stuck.
     """
     if stream not in _STREAMS_BY_NAME:
         raise ToolError(f"stream must be one of {sorted(_STREAMS_BY_NAME)}")

@@ -20,6 +20,13 @@ class ProcessState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROCESS_STATE_RUNNING: _ClassVar[ProcessState]
     PROCESS_STATE_EXITED: _ClassVar[ProcessState]
 
+class ReadinessState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    READINESS_STATE_UNSPECIFIED: _ClassVar[ReadinessState]
+    READINESS_STATE_PENDING: _ClassVar[ReadinessState]
+    READINESS_STATE_READY: _ClassVar[ReadinessState]
+    READINESS_STATE_FAILED: _ClassVar[ReadinessState]
+
 class KernelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     KERNEL_STATE_UNSPECIFIED: _ClassVar[KernelState]
@@ -31,6 +38,13 @@ class KernelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KERNEL_STATE_IDLE: _ClassVar[KernelState]
     KERNEL_STATE_DEAD: _ClassVar[KernelState]
 
+class WaitReadyResult(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WAIT_READY_RESULT_UNSPECIFIED: _ClassVar[WaitReadyResult]
+    WAIT_READY_RESULT_READY: _ClassVar[WaitReadyResult]
+    WAIT_READY_RESULT_FAILED: _ClassVar[WaitReadyResult]
+    WAIT_READY_RESULT_TIMED_OUT: _ClassVar[WaitReadyResult]
+
 class ProcessEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PROCESS_EVENT_KIND_UNSPECIFIED: _ClassVar[ProcessEventKind]
@@ -38,6 +52,7 @@ class ProcessEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PROCESS_EVENT_KIND_EXITED: _ClassVar[ProcessEventKind]
     PROCESS_EVENT_KIND_REMOVED: _ClassVar[ProcessEventKind]
     PROCESS_EVENT_KIND_LAGGED: _ClassVar[ProcessEventKind]
+    PROCESS_EVENT_KIND_READY: _ClassVar[ProcessEventKind]
 STREAM_UNSPECIFIED: Stream
 STREAM_STDOUT: Stream
 STREAM_STDERR: Stream
@@ -45,6 +60,10 @@ STREAM_PTY: Stream
 PROCESS_STATE_UNSPECIFIED: ProcessState
 PROCESS_STATE_RUNNING: ProcessState
 PROCESS_STATE_EXITED: ProcessState
+READINESS_STATE_UNSPECIFIED: ReadinessState
+READINESS_STATE_PENDING: ReadinessState
+READINESS_STATE_READY: ReadinessState
+READINESS_STATE_FAILED: ReadinessState
 KERNEL_STATE_UNSPECIFIED: KernelState
 KERNEL_STATE_RUNNING: KernelState
 KERNEL_STATE_SLEEPING: KernelState
@@ -53,14 +72,19 @@ KERNEL_STATE_STOPPED: KernelState
 KERNEL_STATE_ZOMBIE: KernelState
 KERNEL_STATE_IDLE: KernelState
 KERNEL_STATE_DEAD: KernelState
+WAIT_READY_RESULT_UNSPECIFIED: WaitReadyResult
+WAIT_READY_RESULT_READY: WaitReadyResult
+WAIT_READY_RESULT_FAILED: WaitReadyResult
+WAIT_READY_RESULT_TIMED_OUT: WaitReadyResult
 PROCESS_EVENT_KIND_UNSPECIFIED: ProcessEventKind
 PROCESS_EVENT_KIND_STARTED: ProcessEventKind
 PROCESS_EVENT_KIND_EXITED: ProcessEventKind
 PROCESS_EVENT_KIND_REMOVED: ProcessEventKind
 PROCESS_EVENT_KIND_LAGGED: ProcessEventKind
+PROCESS_EVENT_KIND_READY: ProcessEventKind
 
 class ProcessSpec(_message.Message):
-    __slots__ = ("argv", "env", "cwd", "tags", "name", "pty", "stdin", "non_interactive", "clear_env", "environment_id")
+    __slots__ = ("argv", "env", "cwd", "tags", "name", "pty", "stdin", "non_interactive", "clear_env", "environment_id", "readiness")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +109,7 @@ class ProcessSpec(_message.Message):
     NON_INTERACTIVE_FIELD_NUMBER: _ClassVar[int]
     CLEAR_ENV_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    READINESS_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
     cwd: str
@@ -95,7 +120,60 @@ class ProcessSpec(_message.Message):
     non_interactive: bool
     clear_env: bool
     environment_id: str
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., pty: _Optional[_Union[PtySize, _Mapping]] = ..., stdin: _Optional[bool] = ..., non_interactive: _Optional[bool] = ..., clear_env: _Optional[bool] = ..., environment_id: _Optional[str] = ...) -> None: ...
+    readiness: ReadinessProbe
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., pty: _Optional[_Union[PtySize, _Mapping]] = ..., stdin: _Optional[bool] = ..., non_interactive: _Optional[bool] = ..., clear_env: _Optional[bool] = ..., environment_id: _Optional[str] = ..., readiness: _Optional[_Union[ReadinessProbe, _Mapping]] = ...) -> None: ...
+
+class ReadinessProbe(_message.Message):
+    __slots__ = ("tcp", "http", "log", "exec", "interval_ms", "timeout_ms", "success_threshold", "initial_delay_ms")
+    TCP_FIELD_NUMBER: _ClassVar[int]
+    HTTP_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    EXEC_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    tcp: TcpProbe
+    http: HttpProbe
+    log: LogProbe
+    exec: ExecProbe
+    interval_ms: int
+    timeout_ms: int
+    success_threshold: int
+    initial_delay_ms: int
+    def __init__(self, tcp: _Optional[_Union[TcpProbe, _Mapping]] = ..., http: _Optional[_Union[HttpProbe, _Mapping]] = ..., log: _Optional[_Union[LogProbe, _Mapping]] = ..., exec: _Optional[_Union[ExecProbe, _Mapping]] = ..., interval_ms: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., success_threshold: _Optional[int] = ..., initial_delay_ms: _Optional[int] = ...) -> None: ...
+
+class TcpProbe(_message.Message):
+    __slots__ = ("port", "host")
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    port: int
+    host: str
+    def __init__(self, port: _Optional[int] = ..., host: _Optional[str] = ...) -> None: ...
+
+class HttpProbe(_message.Message):
+    __slots__ = ("port", "host", "path")
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    port: int
+    host: str
+    path: str
+    def __init__(self, port: _Optional[int] = ..., host: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class LogProbe(_message.Message):
+    __slots__ = ("pattern", "stream")
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    pattern: str
+    stream: Stream
+    def __init__(self, pattern: _Optional[str] = ..., stream: _Optional[_Union[Stream, str]] = ...) -> None: ...
+
+class ExecProbe(_message.Message):
+    __slots__ = ("argv",)
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, argv: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PtySize(_message.Message):
     __slots__ = ("rows", "cols")
@@ -134,7 +212,7 @@ class StreamInfo(_message.Message):
     def __init__(self, stream: _Optional[_Union[Stream, str]] = ..., total_bytes: _Optional[int] = ..., tail_offset: _Optional[int] = ..., head_bytes: _Optional[int] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("id", "name", "argv", "cwd", "tags", "state", "pid", "pgid", "pty", "stdin_open", "started_at_unix_ms", "exit", "streams", "environment_id", "request_id", "usage", "leader_usage", "ports")
+    __slots__ = ("id", "name", "argv", "cwd", "tags", "state", "pid", "pgid", "pty", "stdin_open", "started_at_unix_ms", "exit", "streams", "environment_id", "request_id", "usage", "leader_usage", "ports", "readiness")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +238,7 @@ class ProcessInfo(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     LEADER_USAGE_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
+    READINESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -178,7 +257,22 @@ class ProcessInfo(_message.Message):
     usage: ResourceUsage
     leader_usage: ResourceUsage
     ports: _containers.RepeatedCompositeFieldContainer[ListeningPort]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., pgid: _Optional[int] = ..., pty: _Optional[_Union[PtySize, _Mapping]] = ..., stdin_open: _Optional[bool] = ..., started_at_unix_ms: _Optional[int] = ..., exit: _Optional[_Union[ExitStatus, _Mapping]] = ..., streams: _Optional[_Iterable[_Union[StreamInfo, _Mapping]]] = ..., environment_id: _Optional[str] = ..., request_id: _Optional[str] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., leader_usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[ListeningPort, _Mapping]]] = ...) -> None: ...
+    readiness: Readiness
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., pgid: _Optional[int] = ..., pty: _Optional[_Union[PtySize, _Mapping]] = ..., stdin_open: _Optional[bool] = ..., started_at_unix_ms: _Optional[int] = ..., exit: _Optional[_Union[ExitStatus, _Mapping]] = ..., streams: _Optional[_Iterable[_Union[StreamInfo, _Mapping]]] = ..., environment_id: _Optional[str] = ..., request_id: _Optional[str] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., leader_usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[ListeningPort, _Mapping]]] = ..., readiness: _Optional[_Union[Readiness, _Mapping]] = ...) -> None: ...
+
+class Readiness(_message.Message):
+    __slots__ = ("state", "checks", "last_error", "ready_at_unix_ms", "ready_after_ms")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    READY_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    READY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    state: ReadinessState
+    checks: int
+    last_error: str
+    ready_at_unix_ms: int
+    ready_after_ms: int
+    def __init__(self, state: _Optional[_Union[ReadinessState, str]] = ..., checks: _Optional[int] = ..., last_error: _Optional[str] = ..., ready_at_unix_ms: _Optional[int] = ..., ready_after_ms: _Optional[int] = ...) -> None: ...
 
 class ResourceUsage(_message.Message):
     __slots__ = ("state", "user_cpu_ms", "system_cpu_ms", "cpu_percent", "rss_bytes", "peak_rss_bytes", "processes")
@@ -211,16 +305,26 @@ class ListeningPort(_message.Message):
     def __init__(self, protocol: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., pid: _Optional[int] = ...) -> None: ...
 
 class ProcessEvent(_message.Message):
-    __slots__ = ("started", "data", "gap", "exited")
+    __slots__ = ("started", "data", "gap", "exited", "ready")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     GAP_FIELD_NUMBER: _ClassVar[int]
     EXITED_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
     started: ProcessInfo
     data: DataEvent
     gap: GapEvent
     exited: ExitStatus
-    def __init__(self, started: _Optional[_Union[ProcessInfo, _Mapping]] = ..., data: _Optional[_Union[DataEvent, _Mapping]] = ..., gap: _Optional[_Union[GapEvent, _Mapping]] = ..., exited: _Optional[_Union[ExitStatus, _Mapping]] = ...) -> None: ...
+    ready: ReadyEvent
+    def __init__(self, started: _Optional[_Union[ProcessInfo, _Mapping]] = ..., data: _Optional[_Union[DataEvent, _Mapping]] = ..., gap: _Optional[_Union[GapEvent, _Mapping]] = ..., exited: _Optional[_Union[ExitStatus, _Mapping]] = ..., ready: _Optional[_Union[ReadyEvent, _Mapping]] = ...) -> None: ...
+
+class ReadyEvent(_message.Message):
+    __slots__ = ("readiness", "offsets")
+    READINESS_FIELD_NUMBER: _ClassVar[int]
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    readiness: Readiness
+    offsets: _containers.RepeatedCompositeFieldContainer[StreamInfo]
+    def __init__(self, readiness: _Optional[_Union[Readiness, _Mapping]] = ..., offsets: _Optional[_Iterable[_Union[StreamInfo, _Mapping]]] = ...) -> None: ...
 
 class DataEvent(_message.Message):
     __slots__ = ("stream", "offset", "data")
@@ -431,6 +535,26 @@ class WaitResponse(_message.Message):
     process: ProcessInfo
     timed_out: bool
     def __init__(self, process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., timed_out: _Optional[bool] = ...) -> None: ...
+
+class WaitReadyRequest(_message.Message):
+    __slots__ = ("id", "timeout_ms", "output")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    timeout_ms: int
+    output: OutputOptions
+    def __init__(self, id: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., output: _Optional[_Union[OutputOptions, _Mapping]] = ...) -> None: ...
+
+class WaitReadyResponse(_message.Message):
+    __slots__ = ("result", "process", "output")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    result: WaitReadyResult
+    process: ProcessInfo
+    output: _containers.RepeatedCompositeFieldContainer[StreamOutput]
+    def __init__(self, result: _Optional[_Union[WaitReadyResult, str]] = ..., process: _Optional[_Union[ProcessInfo, _Mapping]] = ..., output: _Optional[_Iterable[_Union[StreamOutput, _Mapping]]] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("id",)

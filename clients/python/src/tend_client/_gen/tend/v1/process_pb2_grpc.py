@@ -82,6 +82,11 @@ class ProcessServiceStub:
                 request_serializer=tend_dot_v1_dot_process__pb2.WaitRequest.SerializeToString,
                 response_deserializer=tend_dot_v1_dot_process__pb2.WaitResponse.FromString,
                 _registered_method=True)
+        self.WaitReady = channel.unary_unary(
+                '/tend.v1.ProcessService/WaitReady',
+                request_serializer=tend_dot_v1_dot_process__pb2.WaitReadyRequest.SerializeToString,
+                response_deserializer=tend_dot_v1_dot_process__pb2.WaitReadyResponse.FromString,
+                _registered_method=True)
         self.Get = channel.unary_unary(
                 '/tend.v1.ProcessService/Get',
                 request_serializer=tend_dot_v1_dot_process__pb2.GetRequest.SerializeToString,
@@ -183,6 +188,17 @@ class ProcessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WaitReady(self, request, context):
+        """Wait until a process started with spec.readiness is ready: READY, FAILED
+        (it exited first: process.exit and the output's tail say how) or
+        TIMED_OUT (it keeps running; process.readiness.last_error says why the
+        last check failed). Errors: FailedPrecondition for a process without a
+        probe, NotFound for an unknown id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Get(self, request, context):
         """Describe one process; a running host process with what its tree uses
         (ProcessInfo.usage) and the sockets it listens on (ProcessInfo.ports).
@@ -202,7 +218,8 @@ class ProcessServiceServicer:
 
     def Watch(self, request, context):
         """Stream lifecycle events of every process (or those carrying all of
-        `tags`): STARTED (with the process), EXITED (with its exit status),
+        `tags`): STARTED (with the process), READY (its readiness probe
+        succeeded), EXITED (with its exit status),
         REMOVED (by Remove, or evicted after exit). A watcher that falls behind
         gets a LAGGED event with the number missed. Errors: ResourceExhausted
         (--max-streams).
@@ -273,6 +290,11 @@ def add_ProcessServiceServicer_to_server(servicer, server):
                     servicer.Wait,
                     request_deserializer=tend_dot_v1_dot_process__pb2.WaitRequest.FromString,
                     response_serializer=tend_dot_v1_dot_process__pb2.WaitResponse.SerializeToString,
+            ),
+            'WaitReady': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitReady,
+                    request_deserializer=tend_dot_v1_dot_process__pb2.WaitReadyRequest.FromString,
+                    response_serializer=tend_dot_v1_dot_process__pb2.WaitReadyResponse.SerializeToString,
             ),
             'Get': grpc.unary_unary_rpc_method_handler(
                     servicer.Get,
@@ -546,6 +568,33 @@ class ProcessService:
             '/tend.v1.ProcessService/Wait',
             tend_dot_v1_dot_process__pb2.WaitRequest.SerializeToString,
             tend_dot_v1_dot_process__pb2.WaitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitReady(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tend.v1.ProcessService/WaitReady',
+            tend_dot_v1_dot_process__pb2.WaitReadyRequest.SerializeToString,
+            tend_dot_v1_dot_process__pb2.WaitReadyResponse.FromString,
             options,
             channel_credentials,
             insecure,
