@@ -434,6 +434,80 @@ async fn docker_processes_behave_as_on_the_host() {
 }
 
 #[tokio::test]
+async fn readiness_probes_dial_the_containers_own_localhost() {
+    if !require("docker", docker_missing()) {
+        return;
+    }
+    let d = Daemon::start().await;
+    let mut r = runner(&d).await;
+    let (env, _) = ready(&mut r, docker_env()).await;
+    let mut c = d.c().await;
+    // busybox httpd on the container's 8080, which nothing publishes: only the container's
+    // network reaches it, where the probe dials from.
+    let mut spec = sh(
+        "mkdir -p /tmp/www && echo up > /tmp/www/up.txt && sleep 0.3 && \
+                       exec httpd -f -p 8080 -h /tmp/www",
+    );
+    spec.environment_id = env.clone();
+    spec.readiness = Some(pb::ReadinessProbe {
+        check: Some(pb::readiness_probe::Check::Http(pb::HttpProbe {
+            port: 8080,
+            host: String::new(),
+            path: "/up.txt".into(),
+        })),
+        interval_ms: 50,
+        ..Default::default()
+    });
+    let id = start(&mut c, spec).await;
+    let waited = c
+        .wait_ready(pb::WaitReadyRequest {
+            id: id.clone(),
+            timeout_ms: 20_000,
+            output: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        waited.result,
+        pb::WaitReadyResult::Ready as i32,
+        "{waited:?}"
+    );
+    // A port nobody listens on in the container: refused there.
+    let mut spec = sh("sleep 100");
+    spec.environment_id = env.clone();
+    spec.readiness = Some(pb::ReadinessProbe {
+        check: Some(pb::readiness_probe::Check::Tcp(pb::TcpProbe {
+            port: 9,
+            host: String::new(),
+        })),
+        interval_ms: 50,
+        ..Default::default()
+    });
+    let idle = start(&mut c, spec).await;
+    let waited = c
+        .wait_ready(pb::WaitReadyRequest {
+            id: idle.clone(),
+            timeout_ms: 500,
+            output: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(waited.result, pb::WaitReadyResult::TimedOut as i32);
+    let why = waited.process.unwrap().readiness.unwrap().last_error;
+    assert!(
+        why.contains("localhost:9") && why.contains("refused"),
+        "{why}"
+    );
+    for id in [id, idle] {
+        c.remove(pb::RemoveRequest { id, force: true })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
 async fn docker_auto_imports_and_clear_errors() {
     if !require("docker", docker_missing()) {
         return;

@@ -31,9 +31,10 @@ pub trait Environment: Send + Sync {
         Box::pin(async { Sockets::Host })
     }
 
-    /// The address at which the daemon reaches what a process here listens on (a readiness
-    /// probe's default host): `None` for this host's loopback; an error says why there is none.
-    fn address(&self) -> BoxFuture<'_, std::result::Result<Option<std::net::IpAddr>, String>> {
+    /// The network namespace its processes see (a file to setns(2) into), where a readiness
+    /// probe dials from so that "localhost" is theirs: `None` for the daemon's own; an error
+    /// says why it cannot be entered.
+    fn netns(&self) -> BoxFuture<'_, std::result::Result<Option<std::path::PathBuf>, String>> {
         Box::pin(async { Ok(None) })
     }
 }

@@ -1,6 +1,6 @@
 //! The connection to a Docker engine, and the containers that environments live in.
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -377,33 +377,18 @@ impl Engine {
         }
     }
 
-    /// The container's address on its first network that has one (bridge, by default): where
-    /// the daemon reaches what its processes listen on.
-    pub async fn container_address(
-        &self,
-        id: &str,
-    ) -> std::result::Result<std::net::IpAddr, String> {
+    /// The network namespace of a running container (its main process's, on this host): where
+    /// its processes' "localhost" is.
+    pub async fn container_netns(&self, id: &str) -> std::result::Result<PathBuf, String> {
         let c = self
             .docker
             .inspect_container(id, None)
             .await
             .map_err(|e| format!("inspect container {id}: {e}"))?;
-        let networks = c
-            .network_settings
-            .and_then(|n| n.networks)
-            .unwrap_or_default();
-        let mut names: Vec<&String> = networks.keys().collect();
-        names.sort();
-        names
-            .into_iter()
-            .filter_map(|n| networks[n].ip_address.as_deref())
-            .find_map(|ip| ip.parse().ok())
-            .ok_or_else(|| {
-                format!(
-                    "container {id} has no IP address (network mode none or host?); give the \
-                     probe a host"
-                )
-            })
+        match c.state.and_then(|s| s.pid) {
+            Some(pid) if pid > 0 => Ok(PathBuf::from(format!("/proc/{pid}/ns/net"))),
+            _ => Err(format!("container {id} is not running")),
+        }
     }
 
     /// Whether the container exists and runs.

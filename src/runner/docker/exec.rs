@@ -477,21 +477,19 @@ impl Environment for DockerEnv {
         })
     }
 
-    /// The container's own address, which the daemon reaches when the engine is on its host.
-    fn address(&self) -> BoxFuture<'_, std::result::Result<Option<std::net::IpAddr>, String>> {
+    /// The container's network namespace, when its engine runs on this host (its processes'
+    /// pids are then this host's).
+    fn netns(&self) -> BoxFuture<'_, std::result::Result<Option<PathBuf>, String>> {
         Box::pin(async move {
             if self.fifo.is_none() {
                 return Err(
-                    "the Docker engine is not on this host, so the container's address \
-                            may not be reachable; give the probe a host (a port the engine \
+                    "the Docker engine is not on this host, so the container's network \
+                            cannot be entered; give the probe a host (a port the engine \
                             publishes)"
                         .into(),
                 );
             }
-            self.engine
-                .container_address(&self.container)
-                .await
-                .map(Some)
+            self.engine.container_netns(&self.container).await.map(Some)
         })
     }
 }

@@ -9,6 +9,7 @@ mod command;
 mod lines;
 mod net;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -136,8 +137,9 @@ pub(super) async fn run(sup: Supervisor, p: Arc<Process>, env: Arc<dyn Environme
 async fn poll(p: &Process, probe: &Probe, state: &watch::Sender<Readiness>, env: &dyn Environment) {
     tokio::time::sleep(probe.initial_delay).await;
     let mut in_a_row = 0;
+    let mut netns = None;
     loop {
-        let outcome = check_once(p, probe, env).await;
+        let outcome = check_once(p, probe, env, &mut netns).await;
         let done = state.send_if_modified(|r| {
             r.checks += 1;
             match &outcome {
@@ -158,21 +160,33 @@ async fn poll(p: &Process, probe: &Probe, state: &watch::Sender<Readiness>, env:
 }
 
 /// One check of a polled probe, within the probe's timeout; the error says why it failed.
-async fn check_once(p: &Process, probe: &Probe, env: &dyn Environment) -> Result<(), String> {
+/// `netns` keeps where the process's network is once asked (a container's does not move).
+async fn check_once(
+    p: &Process,
+    probe: &Probe,
+    env: &dyn Environment,
+    netns: &mut Option<Option<PathBuf>>,
+) -> Result<(), String> {
     let limit = probe.timeout;
-    let late = || format!("no answer within {} ms", limit.as_millis());
-    match &probe.check {
-        Check::Tcp { host, port } => {
-            let host = net::host(host.as_deref(), env).await?;
-            tokio::time::timeout(limit, net::tcp(&host, *port))
-                .await
-                .unwrap_or_else(|_| Err(late()))
+    // "localhost" is the process's own; a named host is dialled from the daemon's network.
+    let host = match &probe.check {
+        Check::Tcp { host, .. } | Check::Http { host, .. } => host.clone(),
+        _ => None,
+    };
+    let ns = match (&probe.check, &host, &netns) {
+        (Check::Tcp { .. } | Check::Http { .. }, None, None) => {
+            let found = env.netns().await?;
+            *netns = Some(found.clone());
+            found
         }
-        Check::Http { host, port, path } => {
-            let host = net::host(host.as_deref(), env).await?;
-            tokio::time::timeout(limit, net::http(&host, *port, path))
-                .await
-                .unwrap_or_else(|_| Err(late()))
+        (_, None, Some(known)) => known.clone(),
+        _ => None,
+    };
+    match &probe.check {
+        Check::Tcp { port, .. } => net::check(net::Dial::Tcp, host, *port, ns, limit).await,
+        Check::Http { port, path, .. } => {
+            let dial = net::Dial::Http { path: path.clone() };
+            net::check(dial, host, *port, ns, limit).await
         }
         // Times itself: a command that overstays is killed, not just left behind.
         Check::Exec { argv } => command::run(p, argv, env, limit).await,

@@ -1,29 +1,81 @@
-//! The network probes: a TCP port accepting, an HTTP GET answering 2xx or 3xx.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-use crate::supervisor::environment::Environment;
+//! The network probes: a TCP port accepting, an HTTP GET answering 2xx or 3xx. They dial from
+//! the process's own network namespace (a container's, where "localhost" is the container's
+//! loopback, as the process itself sees it), else from the daemon's.
+//!
+//! The checks are blocking socket calls bounded by a deadline, run on a thread: in another
+//! namespace a thread of their own (setns(2) moves the calling thread for good, so that thread
+//! ends with the check), here the runtime's blocking pool.
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The most of an HTTP answer read to find its status line.
 const STATUS_LINE_MAX: usize = 8 << 10;
 
-/// The host a network probe dials: the probe's own, else the environment's address for its
-/// processes (a container's), else this host's loopback.
-pub async fn host(probe: Option<&str>, env: &dyn Environment) -> Result<String, String> {
-    match probe {
-        Some(h) => Ok(h.to_string()),
-        None => Ok(env
-            .address()
-            .await?
-            .map_or_else(|| "localhost".to_string(), |ip| ip.to_string())),
+/// What a network probe checks.
+#[derive(Debug, Clone)]
+pub enum Dial {
+    Tcp,
+    Http { path: String },
+}
+
+/// Check `host:port` (`None`: localhost) from the network namespace `netns` (`None`: the
+/// daemon's), within `limit`; the error says why it failed.
+pub async fn check(
+    dial: Dial,
+    host: Option<String>,
+    port: u16,
+    netns: Option<PathBuf>,
+    limit: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    let host = host.unwrap_or_else(|| "localhost".into());
+    let elsewhere = netns.is_some();
+    let work = move || {
+        if let Some(ns) = &netns {
+            enter(ns)?;
+        }
+        match dial {
+            Dial::Tcp => connect(&host, port, deadline).map(drop),
+            Dial::Http { path } => http(&host, port, &path, deadline),
+        }
+    };
+    if !elsewhere {
+        return tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|e| Err(format!("the check failed: {e}")));
     }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tend-probe".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|e| format!("start a probe thread: {e}"))?;
+    rx.await
+        .unwrap_or_else(|_| Err("the check ended early".into()))
+}
+
+/// Move this thread into the network namespace `ns` (a thread of its own: it stays there).
+fn enter(ns: &Path) -> Result<(), String> {
+    let file = std::fs::File::open(ns)
+        .map_err(|e| format!("open the process's network namespace {}: {e}", ns.display()))?;
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+        format!(
+            "enter the process's network namespace: {e}{}",
+            if e == nix::Error::EPERM {
+                " (the daemon needs CAP_SYS_ADMIN for it; give the probe a host it can reach)"
+            } else {
+                ""
+            }
+        )
+    })
 }
 
 /// The addresses of `host`. "localhost" is both loopbacks whatever the resolver says: a dev
 /// server bound to `::1` alone (Node's default) is as ready as one bound to 127.0.0.1.
-async fn addresses(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+fn addresses(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     if host == "localhost" {
         return Ok(vec![
             SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
@@ -34,8 +86,8 @@ async fn addresses(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
-    let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
+    let found: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
         .map_err(|e| format!("resolve {host}: {e}"))?
         .collect();
     if found.is_empty() {
@@ -44,18 +96,31 @@ async fn addresses(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     Ok(found)
 }
 
+fn left(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+}
+
+fn late(what: &str) -> String {
+    format!("{what}: no answer in time")
+}
+
 /// A connection to the first of `host`'s addresses that accepts.
-async fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
+fn connect(host: &str, port: u16, deadline: Instant) -> Result<TcpStream, String> {
+    let target = host_port(host, port);
     let mut last = None;
-    for addr in addresses(host, port).await? {
-        match TcpStream::connect(addr).await {
+    for addr in addresses(host, port)? {
+        let Some(time) = left(deadline) else {
+            return Err(late(&format!("connect to {target}")));
+        };
+        match TcpStream::connect_timeout(&addr, time) {
             Ok(s) => return Ok(s),
             Err(e) => last = Some(e),
         }
     }
     Err(format!(
-        "connect to {}: {}",
-        host_port(host, port),
+        "connect to {target}: {}",
         last.map_or_else(|| "no address".to_string(), |e| e.to_string())
     ))
 }
@@ -68,23 +133,28 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// The port accepts a connection.
-pub async fn tcp(host: &str, port: u16) -> Result<(), String> {
-    connect(host, port).await.map(drop)
-}
-
 /// A GET of `path` answers with a 2xx or 3xx status.
-pub async fn http(host: &str, port: u16, path: &str) -> Result<(), String> {
+fn http(host: &str, port: u16, path: &str, deadline: Instant) -> Result<(), String> {
     let target = format!("http://{}{path}", host_port(host, port));
-    let mut conn = connect(host, port).await?;
+    let fail = |e: std::io::Error| {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            late(&format!("GET {target}"))
+        } else {
+            format!("GET {target}: {e}")
+        }
+    };
+    let mut conn = connect(host, port, deadline)?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: tend-readiness\r\nAccept: */*\r\n\
          Connection: close\r\n\r\n",
         host_port(host, port)
     );
-    conn.write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("GET {target}: {e}"))?;
+    let time = left(deadline).ok_or_else(|| late(&format!("GET {target}")))?;
+    conn.set_write_timeout(Some(time)).map_err(fail)?;
+    conn.write_all(request.as_bytes()).map_err(fail)?;
     let mut answer = Vec::with_capacity(256);
     let mut buf = [0u8; 1024];
     let line = loop {
@@ -94,10 +164,9 @@ pub async fn http(host: &str, port: u16, path: &str) -> Result<(), String> {
         if answer.len() >= STATUS_LINE_MAX {
             return Err(format!("GET {target}: no HTTP status line in the answer"));
         }
-        let n = conn
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("GET {target}: {e}"))?;
+        let time = left(deadline).ok_or_else(|| late(&format!("GET {target}")))?;
+        conn.set_read_timeout(Some(time)).map_err(fail)?;
+        let n = conn.read(&mut buf).map_err(fail)?;
         if n == 0 {
             return Err(format!(
                 "GET {target}: the connection closed before an HTTP status line"
@@ -130,6 +199,8 @@ fn status(line: &str) -> Option<u16> {
 mod tests {
     use super::*;
 
+    const SECOND: Duration = Duration::from_secs(1);
+
     #[test]
     fn status_lines_are_read() {
         assert_eq!(status("HTTP/1.1 200 OK"), Some(200));
@@ -141,23 +212,45 @@ mod tests {
 
     #[tokio::test]
     async fn http_answers_are_judged_by_their_status() {
-        let serve = |answer: &'static str| async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let serve = |answer: &'static str| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let port = l.local_addr().unwrap().port();
-            tokio::spawn(async move {
-                let (mut s, _) = l.accept().await.unwrap();
+            std::thread::spawn(move || {
+                let (mut s, _) = l.accept().unwrap();
                 let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf).await;
-                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(answer.as_bytes());
             });
             port
         };
-        let ok = serve("HTTP/1.1 204 No Content\r\n\r\n").await;
-        assert_eq!(http("127.0.0.1", ok, "/").await, Ok(()));
-        let down = serve("HTTP/1.1 503 Service Unavailable\r\n\r\n").await;
-        let err = http("localhost", down, "/health").await.unwrap_err();
+        let http = |port, path: &str| {
+            check(
+                Dial::Http { path: path.into() },
+                Some("127.0.0.1".into()),
+                port,
+                None,
+                SECOND,
+            )
+        };
+        let ok = serve("HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(http(ok, "/").await, Ok(()));
+        let down = serve("HTTP/1.1 503 Service Unavailable\r\n\r\n");
+        let err = http(down, "/health").await.unwrap_err();
         assert!(err.contains("503 Service Unavailable"), "{err}");
         assert!(err.contains("/health"), "{err}");
+        // Accepts, never answers: the deadline.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let err = check(
+            Dial::Http { path: "/".into() },
+            None,
+            port,
+            None,
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.contains("no answer in time"), "{err}");
     }
 
     #[tokio::test]
@@ -166,7 +259,10 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let err = tcp("127.0.0.1", port).await.unwrap_err();
-        assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+        let err = check(Dial::Tcp, None, port, None, SECOND)
+            .await
+            .unwrap_err();
+        assert!(err.contains(&format!("localhost:{port}")), "{err}");
+        assert!(err.contains("refused"), "{err}");
     }
 }
