@@ -158,7 +158,8 @@ async fn the_daemon_protects_itself_and_its_children_get_the_original_score() {
 async fn hints_out_of_range_are_invalid_arguments_naming_the_field() {
     let d = Daemon::start().await;
     let mut c = d.c().await;
-    let cases: Vec<(Box<dyn Fn(&mut pb::ProcessSpec)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut pb::ProcessSpec)>;
+    let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|s| s.nice = Some(20)),
             "spec.nice: 20 is outside -20 to 19",
@@ -263,7 +264,7 @@ async fn limits_are_in_the_process_cgroup_and_hold_or_are_refused_saying_why() {
             return;
         }
     };
-    let limits = p.limits.clone().unwrap();
+    let limits = p.limits.unwrap();
     assert_eq!((limits.memory_max_bytes, limits.pids_max), (64 << 20, 16));
     let dir = cgroup_dir(p.pid);
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
