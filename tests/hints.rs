@@ -246,9 +246,9 @@ async fn limits_are_in_the_process_cgroup_and_hold_or_are_refused_saying_why() {
             assert!(m.starts_with("spec.limits"), "{m}");
             assert!(m.contains("cgroup"), "{m}");
             assert_ne!(
-                std::env::var("TEND_REQUIRE_CGROUP").as_deref(),
+                std::env::var("TEND_REQUIRE_CGROUP_LIMITS").as_deref(),
                 Ok("1"),
-                "TEND_REQUIRE_CGROUP=1 but: {m}"
+                "TEND_REQUIRE_CGROUP_LIMITS=1 but: {m}"
             );
             eprintln!("SKIP limits_are_in_the_process_cgroup: {m}");
             // Nothing was left running, and a spec without limits still starts.
