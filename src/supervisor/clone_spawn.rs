@@ -574,4 +574,51 @@ mod tests {
         // The daemon's niceness plus nothing: setpriority sets, it does not add.
         assert_eq!(output(child).trim(), "7");
     }
+
+    #[test]
+    fn a_terminal_child_leads_a_session_with_the_terminal_as_its_own() {
+        use portable_pty::{native_pty_system, PtySize};
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: 24,
+                cols: 80,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let tty = pair.master.tty_name().unwrap();
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        // Session id (field 6) and the controlling terminal's device (7), then niceness (19).
+        let argv = [
+            "sh".to_string(),
+            "-c".into(),
+            "echo $$ $(cut -d' ' -f6,7,19 /proc/$$/stat)".into(),
+        ];
+        let env = BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]);
+        let setup = Setup {
+            nice: Some(4),
+            ..Setup::default()
+        };
+        let child = spawn(Path::new("/bin/sh"), &argv, &env, Stdio::Tty(&tty), &setup).unwrap();
+        assert!(child.stdout.is_none() && !child.in_cgroup);
+        drop(pair.slave);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 256];
+        // EIO once the child closes the terminal: the end.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        // SAFETY: waits for the child just spawned.
+        unsafe { libc::waitpid(child.pid as i32, ptr::null_mut(), 0) };
+        let text = String::from_utf8_lossy(&out);
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(fields.len(), 4, "{text}");
+        assert_eq!(fields[0], child.pid.to_string(), "{text}");
+        assert_eq!(fields[1], fields[0], "a session leader: {text}");
+        assert_ne!(fields[2], "0", "a controlling terminal: {text}");
+        assert_eq!(fields[3], "4", "{text}");
+    }
 }
