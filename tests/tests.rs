@@ -9,6 +9,7 @@ mod daemon;
 mod exec;
 mod fault;
 mod forward;
+mod hints;
 mod io;
 mod lifecycle;
 mod loader;

@@ -106,6 +106,20 @@ pub enum Command {
         ready: ready::ReadyArgs,
         #[command(flatten)]
         ready_wait: ready::ReadyWait,
+        /// Niceness of the command, -20 (most favoured; below 0 needs CAP_SYS_NICE) to 19.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        nice: Option<i32>,
+        /// OOM score adjustment of the command, -1000 (never killed) to 1000 (killed first);
+        /// default: the score the daemon started with.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        oom_score_adj: Option<i32>,
+        /// Memory limit of the command's tree (its cgroup's memory.max): bytes, or with a
+        /// suffix K, M, G or T (powers of 1024), e.g. 512M.
+        #[arg(long, value_name = "SIZE", value_parser = run::parse_size)]
+        memory_max: Option<u64>,
+        /// Most processes and threads the command's tree may hold (its cgroup's pids.max).
+        #[arg(long, value_name = "N")]
+        pids_max: Option<u64>,
         /// The command and its arguments. Everything from the first of them on belongs to the
         /// command, options included (`tend run ls -l`); `--` before it also works.
         #[arg(
@@ -783,6 +797,10 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
             allow_gaps,
             ready,
             ready_wait,
+            nice,
+            oom_score_adj,
+            memory_max,
+            pids_max,
             argv,
         } => {
             let probe = ready.probe(&ready_wait)?;
@@ -800,6 +818,10 @@ pub async fn client(cli: Cli) -> anyhow::Result<i32> {
                     allow_gaps,
                     ready: probe,
                     ready_timeout: Duration::from_secs(ready_wait.ready_timeout),
+                    nice,
+                    oom_score_adj,
+                    memory_max,
+                    pids_max,
                 },
             )
             .await

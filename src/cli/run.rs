@@ -39,6 +39,31 @@ pub struct RunArgs {
     /// With `detach`: return once this probe says the command is ready.
     pub ready: Option<pb::ReadinessProbe>,
     pub ready_timeout: Duration,
+    pub nice: Option<i32>,
+    pub oom_score_adj: Option<i32>,
+    pub memory_max: Option<u64>,
+    pub pids_max: Option<u64>,
+}
+
+/// A size in bytes: digits, then optionally K, M, G or T (powers of 1024, as Docker's --memory
+/// takes them), with or without a trailing "B" or "iB", any case.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let unit = lower.trim_end_matches("ib").trim_end_matches('b');
+    let (digits, shift) = match unit.char_indices().last() {
+        Some((i, 'k')) => (&unit[..i], 10),
+        Some((i, 'm')) => (&unit[..i], 20),
+        Some((i, 'g')) => (&unit[..i], 30),
+        Some((i, 't')) => (&unit[..i], 40),
+        _ => (unit, 0),
+    };
+    let bad = || format!("{s:?} is not a size: bytes, or a number with K, M, G or T (e.g. 512M)");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is more bytes than fit in 64 bits"))
 }
 
 /// Run and return the exit code to exit with (128 + signal when killed).
@@ -56,6 +81,14 @@ pub async fn run(mut client: ProcessClient, args: RunArgs) -> anyhow::Result<i32
         stdin: args.interactive,
         environment_id: args.environment.unwrap_or_default(),
         readiness: args.ready.clone(),
+        nice: args.nice,
+        oom_score_adj: args.oom_score_adj,
+        limits: (args.memory_max.is_some() || args.pids_max.is_some()).then(|| {
+            pb::ResourceLimits {
+                memory_max_bytes: args.memory_max.unwrap_or(0),
+                pids_max: args.pids_max.unwrap_or(0),
+            }
+        }),
         ..Default::default()
     };
     if args.detach {
@@ -391,4 +424,32 @@ fn forward_stdin(tx: mpsc::Sender<pb::AttachRequest>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_suffixes_in_any_case() {
+        let cases: &[(&str, u64)] = &[
+            ("0", 0),
+            ("4096", 4096),
+            ("512M", 512 << 20),
+            ("512m", 512 << 20),
+            ("1G", 1 << 30),
+            ("1GiB", 1 << 30),
+            ("1gb", 1 << 30),
+            ("64k", 64 << 10),
+            ("2T", 2 << 40),
+            ("100B", 100),
+            (" 8M ", 8 << 20),
+        ];
+        for &(s, want) in cases {
+            assert_eq!(parse_size(s), Ok(want), "{s}");
+        }
+        for s in ["", "M", "1.5G", "-1", "12X", "1 G", "99999999999T"] {
+            assert!(parse_size(s).is_err(), "{s}");
+        }
+    }
 }

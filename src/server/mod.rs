@@ -177,6 +177,8 @@ pub async fn serve(
         )?)
     };
 
+    // Before the first child: each is set back to the score the daemon had.
+    crate::supervisor::hints::protect_daemon();
     let sup = Supervisor::new(dir, config.limits.clone())?;
     let (health, health_service) = tonic_health::server::health_reporter();
     let agents = Agents::new(

@@ -6,7 +6,7 @@ use std::time::UNIX_EPOCH;
 use crate::config::Limits;
 use crate::error::{quote, Error, Result};
 use crate::pb;
-use crate::supervisor::spec::{PtySize, Spec, NATIVE};
+use crate::supervisor::spec::{PtySize, ResourceLimits, Spec, NATIVE};
 use crate::supervisor::usage::{KernelState, Measured, Usage};
 use crate::supervisor::view::{StreamView, ViewOptions};
 use crate::supervisor::{Chunk, Ended, ExitInfo, Process, StreamKind};
@@ -18,6 +18,8 @@ const MAX_TERMINAL: u32 = 10_000;
 /// A day: longer waits are surely a unit mistake.
 pub const MAX_WAIT_MS: u64 = 86_400_000;
 const MAX_VIEW_BYTES: u32 = 16 << 20;
+/// The kernel's PID_MAX_LIMIT: `pids.max` takes no more.
+const MAX_PIDS: u64 = 4 << 20;
 
 fn no_nul(field: &str, value: &str) -> Result<()> {
     if value.contains('\0') {
@@ -96,6 +98,20 @@ pub fn spec(spec: Option<pb::ProcessSpec>, request_id: String, limits: &Limits) 
     let pty = s.pty.map(|p| pty_size("spec.pty", p)).transpose()?;
     let environment = environment_id("spec.environment_id", s.environment_id)?;
     let readiness = super::readiness_convert::probe(s.readiness, pty.is_some())?;
+    let in_range = |field: &str, v: Option<i32>, lo: i32, hi: i32| match v {
+        Some(v) if !(lo..=hi).contains(&v) => Err(Error::invalid(
+            field,
+            format!("{v} is outside {lo} to {hi}"),
+        )),
+        _ => Ok(v),
+    };
+    let nice = in_range("spec.nice", s.nice, -20, 19)?;
+    let oom_score_adj = in_range("spec.oom_score_adj", s.oom_score_adj, -1000, 1000)?;
+    let limits = s
+        .limits
+        .map(resource_limits)
+        .transpose()?
+        .unwrap_or_default();
     Ok(Spec {
         argv: s.argv,
         env: s.env.into_iter().collect(),
@@ -109,6 +125,31 @@ pub fn spec(spec: Option<pb::ProcessSpec>, request_id: String, limits: &Limits) 
         environment,
         request_id: (!request_id.is_empty()).then_some(request_id),
         readiness,
+        nice,
+        oom_score_adj,
+        limits,
+    })
+}
+
+/// Check a spec's limits; 0 is none.
+fn resource_limits(l: pb::ResourceLimits) -> Result<ResourceLimits> {
+    if l.pids_max > MAX_PIDS {
+        return Err(Error::invalid(
+            "spec.limits.pids_max",
+            format!("{} is more than the kernel allows ({MAX_PIDS})", l.pids_max),
+        ));
+    }
+    Ok(ResourceLimits {
+        memory_max: (l.memory_max_bytes > 0).then_some(l.memory_max_bytes),
+        pids_max: (l.pids_max > 0).then_some(l.pids_max),
+    })
+}
+
+/// A spec's limits as sent; `None` when it has none.
+fn limits_to_pb(l: &ResourceLimits) -> Option<pb::ResourceLimits> {
+    l.any().then(|| pb::ResourceLimits {
+        memory_max_bytes: l.memory_max.unwrap_or(0),
+        pids_max: l.pids_max.unwrap_or(0),
     })
 }
 
@@ -319,6 +360,9 @@ pub fn info(p: &Process) -> pb::ProcessInfo {
             .readiness()
             .as_ref()
             .map(super::readiness_convert::readiness_to_pb),
+        nice: p.spec.nice,
+        oom_score_adj: p.spec.oom_score_adj,
+        limits: limits_to_pb(&p.spec.limits),
     }
 }
 
@@ -468,6 +512,28 @@ mod tests {
             ),
             (Box::new(|s| s.cwd = "/tmp\0".into()), "spec.cwd:"),
             (
+                Box::new(|s| s.nice = Some(20)),
+                "spec.nice: 20 is outside -20 to 19",
+            ),
+            (Box::new(|s| s.nice = Some(-21)), "spec.nice:"),
+            (
+                Box::new(|s| s.oom_score_adj = Some(1001)),
+                "spec.oom_score_adj: 1001 is outside -1000 to 1000",
+            ),
+            (
+                Box::new(|s| s.oom_score_adj = Some(-1001)),
+                "spec.oom_score_adj:",
+            ),
+            (
+                Box::new(|s| {
+                    s.limits = Some(pb::ResourceLimits {
+                        pids_max: MAX_PIDS + 1,
+                        ..Default::default()
+                    })
+                }),
+                "spec.limits.pids_max:",
+            ),
+            (
                 Box::new(|s| s.pty = Some(pb::PtySize { rows: 0, cols: 80 })),
                 "spec.pty:",
             ),
@@ -500,6 +566,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("spec:"));
+    }
+
+    #[test]
+    fn hints_in_range_pass_and_zero_limits_are_none() {
+        let s = req(|s| {
+            s.nice = Some(-20);
+            s.oom_score_adj = Some(1000);
+            s.limits = Some(pb::ResourceLimits {
+                memory_max_bytes: 64 << 20,
+                pids_max: 0,
+            });
+        })
+        .unwrap();
+        assert_eq!((s.nice, s.oom_score_adj), (Some(-20), Some(1000)));
+        assert_eq!(s.limits.memory_max, Some(64 << 20));
+        assert_eq!(s.limits.pids_max, None);
+        let none = req(|s| s.limits = Some(pb::ResourceLimits::default())).unwrap();
+        assert!(!none.has_hints());
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! (`setsid`, double forks), and `cgroup.kill` (Linux 5.14) kills all of it at once, also what
 //! a crashed daemon left: the daemon's cgroup path is in its record.
 //!
-//! A pipe process is cloned straight into its cgroup (`clone_spawn`, on x86_64). A PTY process,
-//! or any where that is refused, is moved into it right after the spawn returns (posix_spawn has
-//! no way to start it in one), so a child that forks in the first microseconds may stay outside;
-//! it still carries the `TEND_ORIGIN` marker, which stops and the sweep also use.
+//! A process is cloned straight into its cgroup (`clone_spawn`, on x86_64), or where that is
+//! refused joins it itself before exec; one that cannot runs outside, and still carries the
+//! `TEND_ORIGIN` marker, which stops and the sweep also use.
+//!
+//! Where the hierarchy offers them, the `memory` and `pids` controllers are enabled for the
+//! processes' cgroups, for the limits a spec may ask (`hints`).
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +17,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Cgroups {
     root: PathBuf,
+    /// Each controller of `CONTROLLERS`: enabled for the processes' cgroups, or why not.
+    controllers: Vec<(&'static str, Result<(), String>)>,
 }
+
+/// The controllers whose limits a spec may set.
+const CONTROLLERS: [&str; 2] = ["memory", "pids"];
 
 impl Cgroups {
     /// Make the daemon's cgroup, named after it, beside the cgroup the daemon runs in. `Err`
@@ -37,7 +44,22 @@ impl Cgroups {
                 root.display()
             ));
         }
-        Ok(Cgroups { root })
+        let controllers = CONTROLLERS
+            .iter()
+            .map(|&c| (c, enable(&mount, &parent, &root, c)))
+            .collect();
+        Ok(Cgroups { root, controllers })
+    }
+
+    /// Whether the processes' cgroups have `controller`; `Err` says why not.
+    pub fn controller(&self, controller: &str) -> Result<(), String> {
+        self.controllers
+            .iter()
+            .find(|(c, _)| *c == controller)
+            .map_or_else(
+                || Err(format!("tend does not manage the {controller} controller")),
+                |(_, r)| r.clone(),
+            )
     }
 
     /// The daemon's cgroup.
@@ -78,6 +100,94 @@ impl Cgroups {
         }
     }
 }
+
+/// Enable `controller` for the children of `root` (made in `parent`): in `parent`'s
+/// `cgroup.subtree_control`, then in `root`'s. `Err` says why it cannot be, and what to do.
+fn enable(mount: &Path, parent: &Path, root: &Path, controller: &str) -> Result<(), String> {
+    let lists = |file: &Path| {
+        std::fs::read_to_string(file).is_ok_and(|s| s.split_whitespace().any(|c| c == controller))
+    };
+    let offered = parent.join("cgroup.controllers");
+    if !lists(&offered) {
+        let v1 = Path::new("/sys/fs/cgroup").join(controller);
+        let hybrid = if mount != Path::new("/sys/fs/cgroup") && v1.is_dir() {
+            format!(
+                " (a hybrid host: the controller is in the cgroup v1 hierarchy at {}; boot with \
+                 systemd.unified_cgroup_hierarchy=1 for cgroup v2 alone)",
+                v1.display()
+            )
+        } else {
+            " (enable it in the parent cgroups' cgroup.subtree_control, or delegate it to \
+             tend: Delegate=yes in its systemd unit)"
+                .to_string()
+        };
+        return Err(format!("{} does not offer it{hybrid}", offered.display()));
+    }
+    for dir in [parent, root] {
+        let control = dir.join("cgroup.subtree_control");
+        if lists(&control) {
+            continue;
+        }
+        let mut written = std::fs::write(&control, format!("+{controller}"));
+        if dir == parent
+            && written.as_ref().err().and_then(io::Error::raw_os_error) == Some(libc::EBUSY)
+        {
+            // cgroup v2 hands a controller to the children of a cgroup (other than the root)
+            // only while it holds no processes itself, and the daemon runs in this one: where
+            // it is alone there, it moves to a leaf of its own, as container runtimes do.
+            written = leave(parent, root)
+                .and_then(|()| std::fs::write(&control, format!("+{controller}")));
+        }
+        if let Err(e) = written {
+            let why = if e.raw_os_error() == Some(libc::EBUSY) {
+                " (cgroup v2 hands a controller to the children of a cgroup only while it holds \
+                 no processes, and other processes share the daemon's: start tend in a cgroup \
+                 of its own, e.g. `systemd-run -p Delegate=yes tend serve`)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "writing +{controller} to {} failed: {e}{why}",
+                control.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Move the daemon out of `parent`, where it runs alone, into a leaf beside `root` (not inside
+/// it: `cgroup.kill` of `root` would take the daemon too). The leaves of daemons gone are
+/// removed; a live daemon's holds it, and rmdir(2) leaves it. `EBUSY` when others share
+/// `parent`.
+fn leave(parent: &Path, root: &Path) -> io::Result<()> {
+    let me = std::process::id();
+    let procs = std::fs::read_to_string(parent.join("cgroup.procs"))?;
+    if procs.split_whitespace().any(|p| p != me.to_string()) {
+        return Err(io::Error::from_raw_os_error(libc::EBUSY));
+    }
+    if let Ok(entries) = std::fs::read_dir(parent) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("tend.") && name.ends_with(DAEMON_LEAF) {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+    }
+    let mut leaf = root.as_os_str().to_owned();
+    leaf.push(DAEMON_LEAF);
+    let leaf = PathBuf::from(leaf);
+    match std::fs::create_dir(&leaf) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    std::fs::write(leaf.join("cgroup.procs"), me.to_string())?;
+    tracing::info!(cgroup = %leaf.display(), "the daemon moved to a leaf cgroup, so that its processes' cgroups can have controllers");
+    Ok(())
+}
+
+/// The suffix of the leaf a daemon moves to (`leave`), beside its cgroup.
+const DAEMON_LEAF: &str = ".daemon";
 
 /// Where the cgroup2 hierarchy is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a
 /// hybrid host).

@@ -5,11 +5,11 @@ mod clone_spawn;
 mod dispositions;
 pub mod environment;
 mod fdio;
+pub mod hints;
 mod input;
 mod native;
 pub mod output;
 mod process;
-mod pty_spawn;
 pub mod readiness;
 pub mod reaper;
 pub mod records;
@@ -142,6 +142,7 @@ impl Supervisor {
     /// starts. Must run inside a tokio runtime.
     pub fn new(state_dir: &std::path::Path, limits: Limits) -> Result<Supervisor> {
         let owner = Owner::current()?;
+        let mut no_cgroups = String::new();
         let cgroups = match cgroup::Cgroups::create(&owner.name()) {
             Ok(c) => {
                 tracing::info!(
@@ -155,6 +156,7 @@ impl Supervisor {
                     reason = why,
                     "containment: process groups and the TEND_ORIGIN marker (no writable cgroup v2)"
                 );
+                no_cgroups = why;
                 None
             }
         };
@@ -175,6 +177,7 @@ impl Supervisor {
         let native = Arc::new(native::Native {
             records,
             cgroups,
+            no_cgroups,
             reaper: reaper::Reaper::start(),
         });
         Ok(Supervisor {

@@ -9,17 +9,20 @@ use std::time::{Duration, Instant};
 
 use super::cgroup::{self, Cgroups};
 use super::environment::{BoxFuture, Environment, Group, Io, Launched, SignalError};
+use super::hints;
 use super::reaper::{Ended, Reaper};
 use super::records::{self, group_alive, Records};
 use super::signal;
 use super::spawn::{self, ChildIo};
 use super::spec::{self, Spec};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Host processes: their records, their cgroups, and the one reaper of every child.
 pub struct Native {
     pub(super) records: Records,
     pub(super) cgroups: Option<Cgroups>,
+    /// Why there are no `cgroups`, for errors that need them.
+    pub(super) no_cgroups: String,
     pub(super) reaper: Arc<Reaper>,
 }
 
@@ -56,6 +59,10 @@ impl NativeEnv {
     fn start(&self, id: &str, spec: &Spec) -> Result<Launched> {
         let native = &self.native;
         spec.check_cwd()?;
+        hints::check_limits(
+            &spec.limits,
+            native.cgroups.as_ref().ok_or(native.no_cgroups.as_str()),
+        )?;
         let mut env = spec.environment_from(self.base.as_deref());
         let program = spec::resolve_program(&spec.argv[0], &env, spec.cwd.as_deref())?;
         native.records.prepare(id)?;
@@ -65,11 +72,29 @@ impl NativeEnv {
             |e: &std::io::Error| tracing::warn!(id, error = %e, "cannot make the process's cgroup");
         // Made before the spawn, so that the child is born in it: moving a running process
         // waits for an RCU grace period (1 to 17 ms measured), and what it forks meanwhile
-        // stays outside.
-        let made = native
-            .cgroups
-            .as_ref()
-            .and_then(|c| c.make(id).inspect_err(warn).ok());
+        // stays outside. Its limits are in place before the child is.
+        let made = match native.cgroups.as_ref().map(|c| c.make(id)) {
+            Some(Ok((dir, fd))) => match hints::apply_limits(&dir, &spec.limits) {
+                Ok(()) => Some((dir, fd)),
+                Err(e) => {
+                    native.records.remove(id);
+                    cgroup::remove(&dir);
+                    return Err(e);
+                }
+            },
+            Some(Err(e)) if spec.limits.any() => {
+                native.records.remove(id);
+                return Err(Error::FailedPrecondition(format!(
+                    "spec.limits: cannot make the process's cgroup, which would hold its \
+                     limits: {e}"
+                )));
+            }
+            Some(Err(e)) => {
+                warn(&e);
+                None
+            }
+            None => None,
+        };
         let spawned = spawn::spawn(
             spec,
             &program,
@@ -83,10 +108,14 @@ impl NativeEnv {
                 cgroup::remove(dir);
             }
         })?;
-        let cgroup = match (made, &native.cgroups) {
-            (Some((dir, _)), _) if spawned.in_cgroup => Some(dir),
-            (Some(_), Some(c)) => c.adopt(id, spawned.pid).inspect_err(warn).ok(),
-            _ => None,
+        let cgroup = match made {
+            Some((dir, _)) if spawned.in_cgroup => Some(dir),
+            Some((dir, _)) => {
+                tracing::warn!(id, "the process could not join its cgroup; it runs outside");
+                cgroup::remove(&dir);
+                None
+            }
+            None => None,
         };
         let io = match spawned.io {
             ChildIo::Pipes {

@@ -1,21 +1,18 @@
-//! Spawning a child into its own process group (or its own session with a PTY).
-//!
-//! Both go through posix_spawn, a vfork whose cost does not grow with the daemon's memory, as
-//! fork's page-table copy does: pipe processes through std's Command (which uses posix_spawn when
-//! there is no pre_exec closure), PTY processes through `pty_spawn`, since std cannot start a new
-//! session without a pre_exec closure (and so a fork).
+//! Spawning a child into its own process group (or its own session with a PTY), in its cgroup,
+//! with its resource hints, through `clone_spawn`: a vfork whose cost does not grow with the
+//! daemon's memory, as fork's page-table copy does, and whose child sets up what posix_spawn
+//! cannot (niceness, OOM score, the cgroup) before the program runs.
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use portable_pty::{native_pty_system, MasterPty};
 use tokio::sync::oneshot;
 
+use super::clone_spawn::{self, SpawnError, Stdio, Step};
+use super::hints;
 use super::reaper::{Ended, Reaper};
 use super::spec::{PtySize, Spec};
-use super::{clone_spawn, pty_spawn};
 use crate::error::{Error, Result};
 
 /// The daemon's ends of a child's stdio.
@@ -35,15 +32,16 @@ pub struct Spawned {
     pub pid: u32,
     pub io: ChildIo,
     pub exit: oneshot::Receiver<Ended>,
-    /// Born in the cgroup it was given: nothing to move.
+    /// In the cgroup it was given before the program ran.
     pub in_cgroup: bool,
 }
 
 /// Larger pipes mean fewer wake-ups per megabyte for chatty processes.
 const PIPE_BYTES: libc::c_int = 1 << 20;
 
-/// Spawn `program` for `spec` with exactly `env`; a pipe process into `cgroup` (an open cgroup
-/// directory) where the kernel allows, which `in_cgroup` says.
+/// Spawn `program` for `spec` with exactly `env`, into `cgroup` (an open cgroup directory)
+/// where the kernel allows, which `in_cgroup` says; where `spec` has limits (written into that
+/// cgroup already), a child that cannot be in it is an error.
 pub fn spawn(
     spec: &Spec,
     program: &Path,
@@ -52,38 +50,51 @@ pub fn spawn(
     cgroup: Option<&OwnedFd>,
 ) -> Result<Spawned> {
     let argv0 = spec.argv[0].clone();
-    // exec(2)'s own failures are the shell's 127 and 126; anything else is the daemon's.
-    let spawn_err = move |e: std::io::Error| match e.raw_os_error() {
-        Some(libc::ENOENT) => Error::Exec {
-            message: format!("spawn {argv0}: {e}"),
-            not_found: true,
+    let oom_score_adj = spec.oom_score_adj.or_else(hints::child_oom_score_adj);
+    let fail = |e: SpawnError| match e.step {
+        Step::Nice => hints::nice_failed(spec.nice.unwrap_or_default(), e.source),
+        Step::OomScoreAdj => hints::oom_score_adj_failed(
+            oom_score_adj.unwrap_or_default(),
+            spec.oom_score_adj.is_some(),
+            e.source,
+        ),
+        Step::Cgroup => hints::join_failed(e.source),
+        // exec(2)'s own failures are the shell's 127 and 126; anything else is the daemon's.
+        Step::Prepare | Step::Exec => match e.source.raw_os_error() {
+            Some(libc::ENOENT) => Error::Exec {
+                message: format!("spawn {argv0}: {}", e.source),
+                not_found: true,
+            },
+            Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY) => Error::Exec {
+                message: format!("spawn {argv0}: {}", e.source),
+                not_found: false,
+            },
+            _ => Error::io(format!("spawn {argv0}"), e.source),
         },
-        Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR | libc::ETXTBSY) => Error::Exec {
-            message: format!("spawn {argv0}: {e}"),
-            not_found: false,
-        },
-        _ => Error::io(format!("spawn {argv0}"), e),
+    };
+    let setup = clone_spawn::Setup {
+        cwd: spec.cwd.as_deref(),
+        nice: spec.nice,
+        oom_score_adj,
+        cgroup,
+        cgroup_required: spec.limits.any(),
     };
 
     match spec.pty {
-        None if cgroup.is_some() => {
+        None => {
             let mut guard = reaper.guard();
-            let cloned = clone_spawn::spawn(
+            let child = clone_spawn::spawn(
                 program,
                 &spec.argv,
                 env,
-                spec.cwd.as_deref(),
-                spec.stdin,
-                cgroup.expect("checked"),
+                Stdio::Pipes { stdin: spec.stdin },
+                &setup,
             )
-            .map_err(spawn_err)?;
-            let Some(child) = cloned else {
-                drop(guard);
-                return spawn(spec, program, env, reaper, None);
-            };
+            .map_err(fail)?;
             let exit = guard.watch(child.pid);
             drop(guard);
-            for fd in [&child.stdout, &child.stderr] {
+            let (stdout, stderr) = (child.stdout.expect("piped"), child.stderr.expect("piped"));
+            for fd in [&stdout, &stderr] {
                 // SAFETY: fcntl on a pipe fd we own; failure only means a smaller pipe.
                 unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
             }
@@ -91,50 +102,11 @@ pub fn spawn(
                 pid: child.pid,
                 io: ChildIo::Pipes {
                     stdin: child.stdin,
-                    stdout: child.stdout,
-                    stderr: child.stderr,
-                },
-                exit,
-                in_cgroup: true,
-            })
-        }
-        None => {
-            let mut cmd = Command::new(program);
-            cmd.arg0(&spec.argv[0])
-                .args(&spec.argv[1..])
-                .env_clear()
-                .envs(env);
-            if let Some(cwd) = &spec.cwd {
-                cmd.current_dir(cwd);
-            }
-            cmd.stdin(if spec.stdin {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own group, so signals and the final kill reach everything it starts.
-            .process_group(0);
-            let mut guard = reaper.guard();
-            let mut child = cmd.spawn().map_err(spawn_err)?;
-            let exit = guard.watch(child.id());
-            drop(guard);
-            let stdout: OwnedFd = child.stdout.take().expect("piped").into();
-            let stderr: OwnedFd = child.stderr.take().expect("piped").into();
-            for fd in [&stdout, &stderr] {
-                // SAFETY: fcntl on a pipe fd we own; failure only means a smaller pipe.
-                unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
-            }
-            Ok(Spawned {
-                pid: child.id(),
-                io: ChildIo::Pipes {
-                    stdin: child.stdin.take().map(Into::into),
                     stdout,
                     stderr,
                 },
                 exit,
-                in_cgroup: false,
+                in_cgroup: child.in_cgroup,
             })
         }
         Some(size) => {
@@ -146,20 +118,20 @@ pub fn spawn(
                 .tty_name()
                 .ok_or_else(|| Error::Internal("the new PTY has no device name".into()))?;
             let mut guard = reaper.guard();
-            let pid = pty_spawn::spawn(program, &spec.argv, env, spec.cwd.as_deref(), &tty)
-                .map_err(spawn_err)?;
-            let exit = guard.watch(pid);
+            let child = clone_spawn::spawn(program, &spec.argv, env, Stdio::Tty(&tty), &setup)
+                .map_err(fail)?;
+            let exit = guard.watch(child.pid);
             drop(guard);
             // Drop portable-pty's slave end so that the master reads EIO (end of file) once the
             // child and its descendants close theirs.
             drop(pair.slave);
             Ok(Spawned {
-                pid,
+                pid: child.pid,
                 io: ChildIo::Pty {
                     master: pair.master,
                 },
                 exit,
-                in_cgroup: false,
+                in_cgroup: child.in_cgroup,
             })
         }
     }

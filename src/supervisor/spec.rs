@@ -23,6 +23,28 @@ pub struct Spec {
     pub request_id: Option<String>,
     /// How to tell that it is ready.
     pub readiness: Option<super::readiness::Probe>,
+    /// Its niceness, -20 to 19; `None` keeps the daemon's.
+    pub nice: Option<i32>,
+    /// Its OOM score adjustment, -1000 to 1000; `None` is the daemon's original one.
+    pub oom_score_adj: Option<i32>,
+    /// Limits of its cgroup.
+    pub limits: ResourceLimits,
+}
+
+/// Limits written into a process's own cgroup before it is born there; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// `memory.max`, bytes.
+    pub memory_max: Option<u64>,
+    /// `pids.max`, processes (and threads) in the tree.
+    pub pids_max: Option<u64>,
+}
+
+impl ResourceLimits {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.memory_max.is_some() || self.pids_max.is_some()
+    }
 }
 
 /// The id (and name) of the host's own environment, the one a spec with no environment runs in.
@@ -48,6 +70,11 @@ pub const NON_INTERACTIVE_ENV: &[(&str, &str)] = &[
 ];
 
 impl Spec {
+    /// Whether it asks for any resource hint: niceness, OOM score, or limits.
+    pub fn has_hints(&self) -> bool {
+        self.nice.is_some() || self.oom_score_adj.is_some() || self.limits.any()
+    }
+
     /// The full environment of the child: inherited (unless cleared), then the non-interactive
     /// set when it applies, then the client's variables, which win.
     pub fn environment(&self) -> BTreeMap<String, String> {

@@ -184,6 +184,7 @@ impl DockerEnv {
         let Some(program) = spec.argv.first() else {
             return Err(Error::invalid("spec.argv", "must not be empty"));
         };
+        refuse_hints(spec)?;
         let cwd = match &spec.cwd {
             None => None,
             Some(p) => {
@@ -492,6 +493,30 @@ impl Environment for DockerEnv {
             self.engine.container_netns(&self.container).await.map(Some)
         })
     }
+}
+
+/// A container process is a `docker exec` in the container's cgroup, started by the engine: the
+/// daemon has no hook before its program runs, and its limits would be the container's. Refused
+/// rather than ignored, so that a caller never believes a limit holds that does not.
+fn refuse_hints(spec: &Spec) -> Result<()> {
+    let asked: Vec<&str> = [
+        ("spec.nice", spec.nice.is_some()),
+        ("spec.oom_score_adj", spec.oom_score_adj.is_some()),
+        ("spec.limits", spec.limits.any()),
+    ]
+    .into_iter()
+    .filter_map(|(f, set)| set.then_some(f))
+    .collect();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition(format!(
+        "{}: resource hints are not applied in a Docker environment (its processes are \
+         `docker exec`s sharing the container's cgroup); leave them unset there and limit the \
+         container instead (`docker update --memory … --pids-limit …`), or run the process in \
+         a native or Nix environment",
+        asked.join(", ")
+    )))
 }
 
 /// The wrapper found no program to run: the error a shell's 127 or 126 stands for.

@@ -84,7 +84,7 @@ PROCESS_EVENT_KIND_LAGGED: ProcessEventKind
 PROCESS_EVENT_KIND_READY: ProcessEventKind
 
 class ProcessSpec(_message.Message):
-    __slots__ = ("argv", "env", "cwd", "tags", "name", "pty", "stdin", "non_interactive", "clear_env", "environment_id", "readiness")
+    __slots__ = ("argv", "env", "cwd", "tags", "name", "pty", "stdin", "non_interactive", "clear_env", "environment_id", "readiness", "nice", "oom_score_adj", "limits")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,9 @@ class ProcessSpec(_message.Message):
     CLEAR_ENV_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_ID_FIELD_NUMBER: _ClassVar[int]
     READINESS_FIELD_NUMBER: _ClassVar[int]
+    NICE_FIELD_NUMBER: _ClassVar[int]
+    OOM_SCORE_ADJ_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     argv: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.ScalarMap[str, str]
     cwd: str
@@ -121,7 +124,10 @@ class ProcessSpec(_message.Message):
     clear_env: bool
     environment_id: str
     readiness: ReadinessProbe
-    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., pty: _Optional[_Union[PtySize, _Mapping]] = ..., stdin: _Optional[bool] = ..., non_interactive: _Optional[bool] = ..., clear_env: _Optional[bool] = ..., environment_id: _Optional[str] = ..., readiness: _Optional[_Union[ReadinessProbe, _Mapping]] = ...) -> None: ...
+    nice: int
+    oom_score_adj: int
+    limits: ResourceLimits
+    def __init__(self, argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., cwd: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., pty: _Optional[_Union[PtySize, _Mapping]] = ..., stdin: _Optional[bool] = ..., non_interactive: _Optional[bool] = ..., clear_env: _Optional[bool] = ..., environment_id: _Optional[str] = ..., readiness: _Optional[_Union[ReadinessProbe, _Mapping]] = ..., nice: _Optional[int] = ..., oom_score_adj: _Optional[int] = ..., limits: _Optional[_Union[ResourceLimits, _Mapping]] = ...) -> None: ...
 
 class ReadinessProbe(_message.Message):
     __slots__ = ("tcp", "http", "log", "exec", "interval_ms", "timeout_ms", "success_threshold", "initial_delay_ms")
@@ -175,6 +181,14 @@ class ExecProbe(_message.Message):
     argv: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, argv: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ResourceLimits(_message.Message):
+    __slots__ = ("memory_max_bytes", "pids_max")
+    MEMORY_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_MAX_FIELD_NUMBER: _ClassVar[int]
+    memory_max_bytes: int
+    pids_max: int
+    def __init__(self, memory_max_bytes: _Optional[int] = ..., pids_max: _Optional[int] = ...) -> None: ...
+
 class PtySize(_message.Message):
     __slots__ = ("rows", "cols")
     ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -212,7 +226,7 @@ class StreamInfo(_message.Message):
     def __init__(self, stream: _Optional[_Union[Stream, str]] = ..., total_bytes: _Optional[int] = ..., tail_offset: _Optional[int] = ..., head_bytes: _Optional[int] = ...) -> None: ...
 
 class ProcessInfo(_message.Message):
-    __slots__ = ("id", "name", "argv", "cwd", "tags", "state", "pid", "pgid", "pty", "stdin_open", "started_at_unix_ms", "exit", "streams", "environment_id", "request_id", "usage", "leader_usage", "ports", "readiness")
+    __slots__ = ("id", "name", "argv", "cwd", "tags", "state", "pid", "pgid", "pty", "stdin_open", "started_at_unix_ms", "exit", "streams", "environment_id", "request_id", "usage", "leader_usage", "ports", "readiness", "nice", "oom_score_adj", "limits")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -239,6 +253,9 @@ class ProcessInfo(_message.Message):
     LEADER_USAGE_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     READINESS_FIELD_NUMBER: _ClassVar[int]
+    NICE_FIELD_NUMBER: _ClassVar[int]
+    OOM_SCORE_ADJ_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     argv: _containers.RepeatedScalarFieldContainer[str]
@@ -258,7 +275,10 @@ class ProcessInfo(_message.Message):
     leader_usage: ResourceUsage
     ports: _containers.RepeatedCompositeFieldContainer[ListeningPort]
     readiness: Readiness
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., pgid: _Optional[int] = ..., pty: _Optional[_Union[PtySize, _Mapping]] = ..., stdin_open: _Optional[bool] = ..., started_at_unix_ms: _Optional[int] = ..., exit: _Optional[_Union[ExitStatus, _Mapping]] = ..., streams: _Optional[_Iterable[_Union[StreamInfo, _Mapping]]] = ..., environment_id: _Optional[str] = ..., request_id: _Optional[str] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., leader_usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[ListeningPort, _Mapping]]] = ..., readiness: _Optional[_Union[Readiness, _Mapping]] = ...) -> None: ...
+    nice: int
+    oom_score_adj: int
+    limits: ResourceLimits
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., state: _Optional[_Union[ProcessState, str]] = ..., pid: _Optional[int] = ..., pgid: _Optional[int] = ..., pty: _Optional[_Union[PtySize, _Mapping]] = ..., stdin_open: _Optional[bool] = ..., started_at_unix_ms: _Optional[int] = ..., exit: _Optional[_Union[ExitStatus, _Mapping]] = ..., streams: _Optional[_Iterable[_Union[StreamInfo, _Mapping]]] = ..., environment_id: _Optional[str] = ..., request_id: _Optional[str] = ..., usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., leader_usage: _Optional[_Union[ResourceUsage, _Mapping]] = ..., ports: _Optional[_Iterable[_Union[ListeningPort, _Mapping]]] = ..., readiness: _Optional[_Union[Readiness, _Mapping]] = ..., nice: _Optional[int] = ..., oom_score_adj: _Optional[int] = ..., limits: _Optional[_Union[ResourceLimits, _Mapping]] = ...) -> None: ...
 
 class Readiness(_message.Message):
     __slots__ = ("state", "checks", "last_error", "ready_at_unix_ms", "ready_after_ms")
