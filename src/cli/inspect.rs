@@ -38,7 +38,12 @@ fn print_ps(processes: &[pb::ProcessInfo]) {
         let state = match &p.exit {
             Some(x) if x.exit_code.is_some() => format!("exit {}", exit_code(x)),
             Some(x) => x.signal_name.clone(),
-            None => "running".into(),
+            // With a readiness probe: whether it is ready yet.
+            None => match p.readiness.as_ref().map(|r| r.state()) {
+                Some(pb::ReadinessState::Ready) => "ready".into(),
+                Some(pb::ReadinessState::Pending) => "starting".into(),
+                _ => "running".into(),
+            },
         };
         let age = (now - p.started_at_unix_ms).max(0) / 1000;
         let (kernel, cpu, rss, procs) = match &p.usage {
