@@ -434,6 +434,76 @@ async fn docker_processes_behave_as_on_the_host() {
 }
 
 #[tokio::test]
+async fn docker_processes_report_their_containers_usage() {
+    if !require("docker", docker_missing()) {
+        return;
+    }
+    let d = Daemon::start().await;
+    let mut r = runner(&d).await;
+    let (env, _) = ready(&mut r, docker_env()).await;
+    let mut c = d.c().await;
+    let mut busy = sh("i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo done; sleep 100");
+    busy.environment_id = env.clone();
+    let busy = start(&mut c, busy).await;
+    let mut idle = sh("sleep 100");
+    idle.environment_id = env.clone();
+    let idle = start(&mut c, idle).await;
+    eventually_async(30, "the busy loop ends", || {
+        let mut c = c.clone();
+        let busy = busy.clone();
+        async move {
+            let out = c
+                .output(pb::OutputRequest {
+                    id: busy,
+                    options: None,
+                })
+                .await
+                .ok()?
+                .into_inner();
+            out.output
+                .iter()
+                .any(|o| o.text.contains("done"))
+                .then_some(())
+        }
+    })
+    .await;
+    let usage = |id: String| {
+        let mut c = c.clone();
+        async move {
+            c.get(pb::GetRequest { id })
+                .await
+                .unwrap()
+                .into_inner()
+                .process
+                .unwrap()
+        }
+    };
+    let (busy_info, idle_info) = (usage(busy.clone()).await, usage(idle.clone()).await);
+    let u = busy_info.usage.expect("the container's usage");
+    assert!(u.whole_environment, "{u:?}");
+    assert!(
+        u.processes >= 3,
+        "the idle shell and two processes at least: {u:?}"
+    );
+    assert!(u.rss_bytes > 0, "{u:?}");
+    assert!(
+        u.user_cpu_ms + u.system_cpu_ms > 0,
+        "a busy loop ran: {u:?}"
+    );
+    assert!(busy_info.leader_usage.is_none() && busy_info.ports.is_empty());
+    let v = idle_info.usage.expect("the same container's");
+    assert!(
+        v.whole_environment && v.processes == u.processes,
+        "{v:?} {u:?}"
+    );
+    for id in [busy, idle] {
+        c.remove(pb::RemoveRequest { id, force: true })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
 async fn readiness_probes_dial_the_containers_own_localhost() {
     if !require("docker", docker_missing()) {
         return;

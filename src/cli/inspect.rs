@@ -47,6 +47,13 @@ fn print_ps(processes: &[pb::ProcessInfo]) {
         };
         let age = (now - p.started_at_unix_ms).max(0) / 1000;
         let (kernel, cpu, rss, procs) = match &p.usage {
+            // A container's figures: the whole container's, so said.
+            Some(u) if u.whole_environment => (
+                "container".into(),
+                format!("{:.1}", u.cpu_percent),
+                human_bytes(u.rss_bytes),
+                u.processes.to_string(),
+            ),
             Some(u) => (
                 pb::KernelState::try_from(u.state)
                     .map(|k| {

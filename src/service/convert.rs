@@ -372,6 +372,7 @@ pub fn info_with(p: &Process, m: Option<&Measured>) -> pb::ProcessInfo {
     if let Some(m) = m {
         let mut tree = usage_to_pb(&m.tree);
         tree.cpu_percent = m.cpu_percent;
+        tree.whole_environment = m.whole_environment;
         i.usage = Some(tree);
         i.leader_usage = m.leader.as_ref().map(usage_to_pb);
         i.ports = m
@@ -406,6 +407,7 @@ fn usage_to_pb(u: &Usage) -> pb::ResourceUsage {
         rss_bytes: u.rss_bytes,
         peak_rss_bytes: u.peak_rss_bytes,
         processes: u.processes,
+        whole_environment: false,
     }
 }
 

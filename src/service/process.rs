@@ -540,8 +540,49 @@ async fn measure(
     procs: Vec<std::sync::Arc<crate::supervisor::Process>>,
     ports: bool,
 ) -> Vec<Option<crate::supervisor::usage::Measured>> {
+    use crate::supervisor::usage::{self, Measured};
+    use std::collections::HashMap;
     let n = procs.len();
-    tokio::task::spawn_blocking(move || crate::supervisor::usage::measure(&procs, ports))
+    let host = procs.clone();
+    let mut measured = tokio::task::spawn_blocking(move || usage::measure(&host, ports))
         .await
-        .unwrap_or_else(|_| vec![None; n])
+        .unwrap_or_else(|_| vec![None; n]);
+    // The others (a container's): what their environment's engine gives, asked once per
+    // environment, all at once.
+    let mut asks = HashMap::new();
+    for (p, m) in procs.iter().zip(&measured) {
+        if m.is_none() && p.running() {
+            if let Some((key, ask)) = p.environment_usage() {
+                asks.entry(key).or_insert(ask);
+            }
+        }
+    }
+    if asks.is_empty() {
+        return measured;
+    }
+    let (keys, futures): (Vec<String>, Vec<_>) = asks.into_iter().unzip();
+    let answers: HashMap<String, usage::Usage> = keys
+        .into_iter()
+        .zip(futures_util::future::join_all(futures).await)
+        .filter_map(|(k, u)| Some((k, u?)))
+        .collect();
+    for (p, m) in procs.iter().zip(measured.iter_mut()) {
+        if m.is_some() || !p.running() {
+            continue;
+        }
+        let Some(u) = p
+            .environment_usage()
+            .and_then(|(key, _)| answers.get(&key).copied())
+        else {
+            continue;
+        };
+        *m = Some(Measured {
+            cpu_percent: usage::recent_cpu(p, u.user_cpu_ms + u.system_cpu_ms),
+            tree: u,
+            leader: None,
+            ports: Vec::new(),
+            whole_environment: true,
+        });
+    }
+    measured
 }

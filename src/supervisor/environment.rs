@@ -123,6 +123,13 @@ pub trait Group: Send + Sync {
         None
     }
 
+    /// Where the tree cannot be read: what the engine says the whole environment it runs in
+    /// uses (a container's, as `docker stats` gives it), with a key naming that environment so
+    /// that processes sharing it are asked once; `None` where there is no such figure.
+    fn environment_usage(&self) -> Option<(String, BoxFuture<'_, Option<super::usage::Usage>>)> {
+        None
+    }
+
     /// Send `sig` to the whole group, or to the leader only (a client's Signal).
     fn signal(
         &self,

@@ -80,6 +80,17 @@ impl Process {
         }
     }
 
+    /// For a process whose tree the daemon cannot read: a key naming its environment and what
+    /// the environment's engine says all of it uses (see `Group::environment_usage`).
+    pub fn environment_usage(
+        &self,
+    ) -> Option<(
+        String,
+        super::environment::BoxFuture<'_, Option<super::usage::Usage>>,
+    )> {
+        self.group.environment_usage()
+    }
+
     /// Its readiness now; `None` without a probe.
     pub fn readiness(&self) -> Option<Readiness> {
         self.readiness.as_ref().map(|r| r.borrow().clone())

@@ -275,6 +275,9 @@ pub struct Measured {
     /// since it started.
     pub cpu_percent: f64,
     pub ports: Vec<Listening>,
+    /// The figures are the whole environment's (a container's, as its engine gives them),
+    /// not the process's own tree, which the daemon cannot read.
+    pub whole_environment: bool,
 }
 
 /// The shortest window recent CPU % is measured over.
@@ -301,26 +304,32 @@ pub fn measure(procs: &[Arc<Process>], ports: bool) -> Vec<Option<Measured>> {
             let tree = tree?;
             let pids = scan.members(p.pid, &tree, &adopted);
             let (usage, leader) = scan.usage(p.pid, &pids, tree.cgroup.as_deref());
-            let cpu = usage.user_cpu_ms + usage.system_cpu_ms;
-            let now = Instant::now();
-            let mut last = p.cpu_sample.lock().unwrap_or_else(|e| e.into_inner());
-            let (from_cpu, from) = match *last {
-                Some((c, t)) if now.duration_since(t) >= RECENT && c <= cpu => (c, t),
-                _ => (0, p.started),
-            };
-            let wall = now.duration_since(from).as_millis().max(1) as f64;
-            let cpu_percent = (cpu - from_cpu) as f64 * 100.0 / wall;
-            if last.is_none_or(|(_, t)| now.duration_since(t) >= RECENT) {
-                *last = Some((cpu, now));
-            }
             Some(Measured {
+                cpu_percent: recent_cpu(p, usage.user_cpu_ms + usage.system_cpu_ms),
                 tree: usage,
                 leader,
-                cpu_percent: (cpu_percent * 10.0).round() / 10.0,
                 ports: listening(&pids, &sockets),
+                whole_environment: false,
             })
         })
         .collect()
+}
+
+/// CPU % of one CPU since the previous measure of `p` (at least `RECENT` ago), else since it
+/// started, given its CPU milliseconds now.
+pub fn recent_cpu(p: &Process, cpu: u64) -> f64 {
+    let now = Instant::now();
+    let mut last = p.cpu_sample.lock().unwrap_or_else(|e| e.into_inner());
+    let (from_cpu, from) = match *last {
+        Some((c, t)) if now.duration_since(t) >= RECENT && c <= cpu => (c, t),
+        _ => (0, p.started),
+    };
+    let wall = now.duration_since(from).as_millis().max(1) as f64;
+    let cpu_percent = cpu.saturating_sub(from_cpu) as f64 * 100.0 / wall;
+    if last.is_none_or(|(_, t)| now.duration_since(t) >= RECENT) {
+        *last = Some((cpu, now));
+    }
+    (cpu_percent * 10.0).round() / 10.0
 }
 
 /// A socket a tree listens on.

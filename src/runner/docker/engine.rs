@@ -377,6 +377,48 @@ impl Engine {
         }
     }
 
+    /// What a container uses, as `docker stats` says it (one sample, without waiting for a
+    /// second one); `None` when the engine does not answer.
+    pub async fn container_usage(&self, id: &str) -> Option<crate::supervisor::usage::Usage> {
+        use futures_util::StreamExt;
+        let options = bollard::query_parameters::StatsOptionsBuilder::default()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let stats = self
+            .docker
+            .stats(id, Some(options))
+            .next()
+            .await?
+            .inspect_err(|e| tracing::debug!(container = id, error = %e, "no stats"))
+            .ok()?;
+        let cpu = stats.cpu_stats.and_then(|c| c.cpu_usage);
+        let ns_to_ms = |ns: Option<u64>| ns.unwrap_or(0) / 1_000_000;
+        let memory = stats.memory_stats.unwrap_or_default();
+        // As `docker stats` shows it: the usage less the reclaimable page cache.
+        let cache = memory
+            .stats
+            .as_ref()
+            .and_then(|s| {
+                s.get("inactive_file")
+                    .or_else(|| s.get("total_inactive_file"))
+            })
+            .copied()
+            .unwrap_or(0);
+        let rss = memory.usage.unwrap_or(0).saturating_sub(cache);
+        Some(crate::supervisor::usage::Usage {
+            state: None,
+            user_cpu_ms: ns_to_ms(cpu.as_ref().and_then(|c| c.usage_in_usermode)),
+            system_cpu_ms: ns_to_ms(cpu.as_ref().and_then(|c| c.usage_in_kernelmode)),
+            rss_bytes: rss,
+            peak_rss_bytes: memory.max_usage.unwrap_or(0).max(rss),
+            processes: stats
+                .pids_stats
+                .and_then(|p| p.current)
+                .map_or(0, |n| n as u32),
+        })
+    }
+
     /// The network namespace of a running container (its main process's, on this host): where
     /// its processes' "localhost" is.
     pub async fn container_netns(&self, id: &str) -> std::result::Result<PathBuf, String> {

@@ -225,6 +225,20 @@ impl ExecGroup {
 }
 
 impl Group for ExecGroup {
+    /// The container's figures (`docker stats`, one sample): its processes are the engine's to
+    /// account, and one exec's own share is not told apart.
+    fn environment_usage(
+        &self,
+    ) -> Option<(
+        String,
+        BoxFuture<'_, Option<crate::supervisor::usage::Usage>>,
+    )> {
+        Some((
+            self.container.clone(),
+            Box::pin(self.engine.container_usage(&self.container)),
+        ))
+    }
+
     fn signal(
         &self,
         sig: i32,

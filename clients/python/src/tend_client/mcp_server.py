@@ -407,6 +407,10 @@ def _summary(p: pb.ProcessInfo) -> Dict[str, Any]:
             "memory_mb": round(u.rss_bytes / (1 << 20), 1),
             "processes": u.processes,
         }
+        if u.whole_environment:
+            # A container's: the engine's figures for all of it, no kernel state.
+            del out["usage"]["kernel_state"]
+            out["usage"]["scope"] = "the whole container"
     if p.ports:
         out["listening"] = [f"{l.address}:{l.port}/{l.protocol}" for l in p.ports]
     if p.HasField("readiness"):

@@ -295,7 +295,7 @@ class Readiness(_message.Message):
     def __init__(self, state: _Optional[_Union[ReadinessState, str]] = ..., checks: _Optional[int] = ..., last_error: _Optional[str] = ..., ready_at_unix_ms: _Optional[int] = ..., ready_after_ms: _Optional[int] = ...) -> None: ...
 
 class ResourceUsage(_message.Message):
-    __slots__ = ("state", "user_cpu_ms", "system_cpu_ms", "cpu_percent", "rss_bytes", "peak_rss_bytes", "processes")
+    __slots__ = ("state", "user_cpu_ms", "system_cpu_ms", "cpu_percent", "rss_bytes", "peak_rss_bytes", "processes", "whole_environment")
     STATE_FIELD_NUMBER: _ClassVar[int]
     USER_CPU_MS_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_CPU_MS_FIELD_NUMBER: _ClassVar[int]
@@ -303,6 +303,7 @@ class ResourceUsage(_message.Message):
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     PEAK_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     state: KernelState
     user_cpu_ms: int
     system_cpu_ms: int
@@ -310,7 +311,8 @@ class ResourceUsage(_message.Message):
     rss_bytes: int
     peak_rss_bytes: int
     processes: int
-    def __init__(self, state: _Optional[_Union[KernelState, str]] = ..., user_cpu_ms: _Optional[int] = ..., system_cpu_ms: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., peak_rss_bytes: _Optional[int] = ..., processes: _Optional[int] = ...) -> None: ...
+    whole_environment: bool
+    def __init__(self, state: _Optional[_Union[KernelState, str]] = ..., user_cpu_ms: _Optional[int] = ..., system_cpu_ms: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., peak_rss_bytes: _Optional[int] = ..., processes: _Optional[int] = ..., whole_environment: _Optional[bool] = ...) -> None: ...
 
 class ListeningPort(_message.Message):
     __slots__ = ("protocol", "address", "port", "pid")
