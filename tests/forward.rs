@@ -2,9 +2,7 @@
 //! 5), against the real daemon and the test plugins of tests/fixtures/plugins (built by
 //! `scripts/build-test-plugins`): unary calls and their errors, server-streaming and bidi calls,
 //! deadlines, cancellation seen by the plugin, reflection of the plugin's services, TCP's token.
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tend::cli::connect::{self, Addr, LoaderClient};
@@ -65,43 +63,11 @@ mod kv {
     }
 }
 
-/// The test plugins, NAME -> path (`KVPLUGIN_PY`, ...), built once per test binary.
-fn built() -> &'static HashMap<String, PathBuf> {
-    static BUILT: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = std::process::Command::new(root.join("scripts/build-test-plugins"))
-            .stderr(std::process::Stdio::inherit())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_string(), PathBuf::from(v)))
-                .collect(),
-            other => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "scripts/build-test-plugins failed: {other:?}"
-                );
-                HashMap::new()
-            }
-        }
-    })
-}
-
 /// The plugin binary `var` (`KVPLUGIN_PY`, `KVPLUGIN_GO`), or `None` with a SKIP line (a
 /// failure under `CI=true`).
-fn plugin_binary(var: &str, test: &str) -> Option<PathBuf> {
-    let got = built().get(var).cloned();
-    if got.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{var} was not built by scripts/build-test-plugins"
-        );
-        eprintln!("SKIP {test}: {var} could not be built (see scripts/build-test-plugins)");
-    }
-    got
+fn plugin_binary(var: &str, _test: &str) -> Option<PathBuf> {
+    let file = var.trim_start_matches("KVPLUGIN_").to_lowercase();
+    crate::helper::test_plugin(var, &format!("kvplugin-{file}"))
 }
 
 /// A daemon with the plugin `binary` loaded as `name`, a channel to the daemon's socket and a

@@ -179,11 +179,8 @@ impl Scan {
     ) -> Vec<u32> {
         let mut seen: HashSet<u32> = HashSet::new();
         let mut out = Vec::new();
-        if self.pids.contains_key(&leader) && seen.insert(leader) {
-            out.push(leader);
-        }
-        // The cgroup holds what was born after the leader was moved in; what it forked before
-        // (the move follows the spawn) is found by group, by parent and by marker.
+        // Its cgroup, its group, the orphans with its marker, and what descends from them all
+        // (a child that left both with `setsid` and lost its marker is still a descendant).
         let mut stack: Vec<u32> = tree
             .cgroup
             .as_deref()
@@ -191,17 +188,13 @@ impl Scan {
             .unwrap_or_default();
         stack.extend(self.groups.get(&tree.pgid).into_iter().flatten().copied());
         stack.extend(adopted.get(&tree.marker).into_iter().flatten().copied());
+        // Last in, so first out: the leader leads the list.
         stack.push(leader);
         while let Some(pid) = stack.pop() {
-            if !self.pids.contains_key(&pid) {
+            if !self.pids.contains_key(&pid) || !seen.insert(pid) {
                 continue;
             }
-            if pid != leader && !seen.insert(pid) {
-                continue;
-            }
-            if pid != leader {
-                out.push(pid);
-            }
+            out.push(pid);
             stack.extend(
                 self.children
                     .get(&pid)

@@ -191,8 +191,30 @@ pub fn python_with(modules: &str) -> Option<PathBuf> {
     require("python", missing).then_some(p)
 }
 
-/// A test plugin's binary: `$VAR`, else `target/test-plugins/<file>`; `None` (and a printed
-/// reason) when neither exists, a panic under CI=true.
+/// The test plugins scripts/build-test-plugins builds, VAR -> path, built once per test
+/// binary (empty when it fails).
+fn built_plugins() -> &'static std::collections::HashMap<String, PathBuf> {
+    static BUILT: std::sync::OnceLock<std::collections::HashMap<String, PathBuf>> =
+        std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new(root.join("scripts/build-test-plugins"))
+            .stderr(std::process::Stdio::inherit())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), PathBuf::from(v)))
+                .collect(),
+            _ => std::collections::HashMap::new(),
+        }
+    })
+}
+
+/// A test plugin's binary: `$VAR`, else `target/test-plugins/<file>`, else what
+/// scripts/build-test-plugins builds; `None` (and a printed reason) when none exists, a panic
+/// under CI=true.
 pub fn test_plugin(var: &str, file: &str) -> Option<PathBuf> {
     let from_env = std::env::var_os(var).map(PathBuf::from);
     let path = from_env.clone().unwrap_or_else(|| {
@@ -203,10 +225,16 @@ pub fn test_plugin(var: &str, file: &str) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path);
     }
+    // Not built yet (a plain `cargo test`): build them, once per test binary.
+    if from_env.is_none() {
+        if let Some(built) = built_plugins().get(var).filter(|p| p.is_file()) {
+            return Some(built.clone());
+        }
+    }
     let why = match from_env {
         Some(_) => format!("{var}={} does not exist", path.display()),
         None => format!(
-            "{var} is not set and {} is not built (run eval \"$(scripts/build-test-plugins)\")",
+            "{var} is not set and scripts/build-test-plugins did not build {}",
             path.display()
         ),
     };
