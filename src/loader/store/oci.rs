@@ -223,7 +223,22 @@ fn registry_error(what: &str, e: OciDistributionError) -> Error {
         OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
             Error::Unavailable(format!("{what}: the registry cannot be reached: {text}"))
         }
-        _ => Error::Unavailable(format!("{what}: {text}")),
+        // The registry is there but failing (5xx), or asks to slow down: worth a retry.
+        OciDistributionError::ServerError { code, .. } if *code >= 500 || *code == 429 => {
+            Error::Unavailable(format!("{what}: the registry failed: {text}"))
+        }
+        OciDistributionError::RegistryError { envelope, .. }
+            if envelope.errors.iter().any(|e| {
+                matches!(e.code, oci_client::errors::OciErrorCode::Toomanyrequests)
+            }) =>
+        {
+            Error::Unavailable(format!("{what}: the registry asks to retry later: {text}"))
+        }
+        // The registry answered, and what it holds (or said) is not what a package needs: a
+        // retry would not help; the text says what is wrong.
+        _ => Error::FailedPrecondition(format!(
+            "{what}: the registry's answer is not a usable plugin package: {text}"
+        )),
     }
 }
 
