@@ -77,7 +77,11 @@ impl Services {
 }
 
 /// Server reflection (v1 and v1alpha) of the daemon's protos and health's.
-fn reflection() -> Result<(
+/// Reflection of tend's protos and health, listing only the services this daemon serves
+/// (`names`: PluginService only in plugin mode), besides health and reflection itself.
+fn reflection(
+    names: &[&str],
+) -> Result<(
     tonic_reflection::server::v1::ServerReflectionServer<
         impl tonic_reflection::server::v1::ServerReflection,
     >,
@@ -85,14 +89,24 @@ fn reflection() -> Result<(
         impl tonic_reflection::server::v1alpha::ServerReflection,
     >,
 )> {
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let builder = || {
+        let b = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        names
+            .iter()
+            .copied()
+            .chain([
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection",
+            ])
+            .fold(b, |b, name| b.with_service_name(name))
+    };
+    let v1 = builder()
         .build_v1()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let v1alpha = builder()
         .build_v1alpha()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
     Ok((v1, v1alpha))
@@ -231,7 +245,7 @@ pub async fn serve(
     }
     let names = services.names.clone();
     services.routes.add_service(health_service);
-    let (v1, v1alpha) = reflection()?;
+    let (v1, v1alpha) = reflection(&names)?;
     services.routes.add_service(v1);
     services.routes.add_service(v1alpha);
     let routes = services.routes.routes();

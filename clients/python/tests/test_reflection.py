@@ -37,6 +37,8 @@ def test_reflection(client, version):
     resp = reflect(client.channel, version, reflection.ServerReflectionRequest(list_services=""))
     names = {s.name for s in resp.list_services_response.service}
     assert {"tend.v1.ProcessService", "tend.v1.AgentService", "tend.v1.RunnerService", "grpc.health.v1.Health"} <= names, names
+    # Only what this daemon serves: PluginService is a plugin-mode daemon's (tend serve --handshake).
+    assert "tend.v1.PluginService" not in names, names
 
     resp = reflect(
         client.channel, version, reflection.ServerReflectionRequest(file_containing_symbol="tend.v1.ProcessService")

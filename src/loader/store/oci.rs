@@ -228,9 +228,10 @@ fn registry_error(what: &str, e: OciDistributionError) -> Error {
             Error::Unavailable(format!("{what}: the registry failed: {text}"))
         }
         OciDistributionError::RegistryError { envelope, .. }
-            if envelope.errors.iter().any(|e| {
-                matches!(e.code, oci_client::errors::OciErrorCode::Toomanyrequests)
-            }) =>
+            if envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, oci_client::errors::OciErrorCode::Toomanyrequests)) =>
         {
             Error::Unavailable(format!("{what}: the registry asks to retry later: {text}"))
         }
