@@ -61,6 +61,55 @@ async fn a_clean_shutdown_leaves_nothing_setsid_or_term_ignoring() {
 }
 
 #[tokio::test]
+async fn readiness_probe_commands_die_with_a_shutdown_and_in_the_sweep_after_a_crash() {
+    // Each process's exec probe hangs (a TERM-ignoring setsid'd sleep it leaves behind, and a
+    // sleep it waits on), far within its 10-minute timeout.
+    let probe = |spec: pb::ProcessSpec| pb::ProcessSpec {
+        readiness: Some(pb::ReadinessProbe {
+            check: Some(pb::readiness_probe::Check::Exec(pb::ExecProbe {
+                argv: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "trap '' TERM; setsid sleep 1002 & sleep 1003".into(),
+                ],
+            })),
+            timeout_ms: 600_000,
+            ..Default::default()
+        }),
+        ..spec
+    };
+    for crash in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let mut d = Daemon::spawn_in(&dir, &[]).await;
+        let mut c = d.c().await;
+        for _ in 0..5 {
+            start(&mut c, probe(sh("sleep 1000"))).await;
+        }
+        let pid = d.pid();
+        // Per process: its sleep, and the probe's sh, setsid'd sleep and sleep.
+        eventually(30, "20 processes running", || carriers(pid).len() >= 20).await;
+        let before = carriers(pid);
+        drop(c);
+        if crash {
+            d.kill9();
+            assert_eq!(carriers(pid).len(), before.len(), "kill -9 leaves them");
+            let _d2 = Daemon::spawn_in(&dir, &[]).await;
+            eventually(10, "the sweep kills them all", || carriers(pid).is_empty()).await;
+        } else {
+            assert!(d.terminate().success());
+            let left = carriers(pid);
+            assert!(
+                left.is_empty(),
+                "{} of {} survived: {left:?}",
+                left.len(),
+                before.len()
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_setsid_child_of_a_finished_run_dies_in_the_sweep_after_a_crash() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("state");
