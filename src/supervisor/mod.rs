@@ -162,10 +162,16 @@ impl Supervisor {
         };
         let records = Records::open(state_dir, owner, cgroups.as_ref().map(|c| c.root()))?;
         let sweeping = records.clone();
+        let sweeping_v1 = cgroups.clone();
         let _ = std::thread::Builder::new()
             .name("tend-sweep".into())
             .spawn(move || {
                 let swept = sweeping.sweep();
+                // After the records' sweep, which kills what dead daemons left through their
+                // v2 cgroups: their v1 roots (a hybrid host's) are empty then.
+                if let Some(c) = &sweeping_v1 {
+                    c.sweep_v1();
+                }
                 if swept.removed > 0 || !swept.killed.is_empty() {
                     tracing::info!(
                         records = swept.removed,
