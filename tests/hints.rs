@@ -390,6 +390,55 @@ async fn limits_are_in_the_process_cgroup_and_hold_or_are_refused_saying_why() {
 }
 
 #[tokio::test]
+async fn a_dead_daemons_cgroup_v1_root_is_swept_at_start() {
+    // Where tend's v1 roots would be (beside the daemon's own v1 pids cgroup, which is this
+    // test's): a root named after a daemon that cannot be running (no such pid), with an
+    // empty group of a process.
+    let Some(parent) = v1_dir(std::process::id(), "pids") else {
+        eprintln!("SKIP a_dead_daemons_cgroup_v1_root: no cgroup v1 pids hierarchy");
+        return;
+    };
+    let dead = parent.join(format!("tend.{}.1", u32::MAX));
+    if let Err(e) = std::fs::create_dir_all(dead.join("p-gone")) {
+        eprintln!(
+            "SKIP a_dead_daemons_cgroup_v1_root: cannot make {}: {e}",
+            dead.display()
+        );
+        return;
+    }
+    let d = Daemon::start().await;
+    let mut c = d.c().await;
+    // Whether this daemon uses the v1 hierarchy: where a process's pids limit goes says.
+    let started = c
+        .start(pb::StartRequest {
+            spec: Some(limited(spec(&["sleep", "1000"]), 0, 4)),
+            ..Default::default()
+        })
+        .await;
+    let in_v1 = match started {
+        Ok(r) => {
+            let p = r.into_inner().process.unwrap();
+            let in_v1 = !cgroup_dir(p.pid).join("pids.max").exists();
+            c.remove(pb::RemoveRequest {
+                id: p.id,
+                force: true,
+            })
+            .await
+            .unwrap();
+            in_v1
+        }
+        Err(_) => false,
+    };
+    if !in_v1 {
+        let _ = std::fs::remove_dir(dead.join("p-gone"));
+        let _ = std::fs::remove_dir(&dead);
+        eprintln!("SKIP a_dead_daemons_cgroup_v1_root: tend does not use cgroup v1 here");
+        return;
+    }
+    eventually(10, "the dead daemon's v1 root swept", || !dead.exists()).await;
+}
+
+#[tokio::test]
 async fn a_docker_environment_refuses_hints_saying_where_to_set_them() {
     if !require("docker", docker_missing()) {
         return;

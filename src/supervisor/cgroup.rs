@@ -92,6 +92,15 @@ impl Cgroups {
         })
     }
 
+    /// Remove the daemon's cgroup and its cgroup v1 roots, with the empty cgroups below them;
+    /// what still holds processes stays.
+    pub fn remove_all(&self) {
+        remove(&self.root);
+        for root in self.v1_roots() {
+            remove(root);
+        }
+    }
+
     /// Remove the cgroup v1 roots that daemons no longer running left beside this daemon's,
     /// and the empty groups in them; what still holds processes stays (the records' sweep
     /// kills those through their v2 cgroups; a later start removes what is then empty).
@@ -482,7 +491,8 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "still populated");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        remove(cgroups.root());
+        cgroups.remove_all();
         assert!(!cgroups.root().exists());
+        assert!(cgroups.v1_roots().all(|r| !r.exists()));
     }
 }

@@ -576,7 +576,7 @@ mod tests {
         assert_eq!(e.source.raw_os_error(), Some(libc::ENOENT));
         drop(fd);
         super::super::cgroup::remove(&dir);
-        super::super::cgroup::remove(cgroups.root());
+        cgroups.remove_all();
     }
 
     #[test]

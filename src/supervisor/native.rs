@@ -316,10 +316,7 @@ impl Native {
     /// Nothing of this daemon runs any more: remove its cgroup and its own record.
     pub(super) fn close(&self) {
         if let Some(c) = &self.cgroups {
-            cgroup::remove(c.root());
-            for root in c.v1_roots() {
-                cgroup::remove(root);
-            }
+            c.remove_all();
         }
         self.records.close();
     }
