@@ -346,6 +346,25 @@ async fn limits_are_in_the_process_cgroup_and_hold_or_are_refused_saying_why() {
     })
     .await;
 
+    // A terminal process is in them too (the same child, another stdio).
+    let mut tty = limited(sh("cat /proc/self/cgroup"), 64 << 20, 16);
+    tty.pty = Some(pb::PtySize { rows: 24, cols: 80 });
+    let out = run(&mut c, tty).await;
+    let text = String::from_utf8_lossy(&out.pty).replace('\r', "");
+    let id = out.started.as_ref().unwrap().id.clone();
+    for controller in ["memory", "pids"] {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|c| c == controller))
+            })
+            .or_else(|| text.lines().find(|l| l.starts_with("0::")))
+            .unwrap_or_else(|| panic!("no cgroup line for {controller}: {text}"));
+        assert!(line.ends_with(&format!("/{id}")), "{controller}: {text}");
+    }
+
     // Eight at most: forks of the tree past that fail (EAGAIN), inside the tree; the shell
     // says so and stops there (a non-interactive dash exits on a failed fork).
     let out = run(

@@ -580,6 +580,33 @@ mod tests {
     }
 
     #[test]
+    fn a_child_that_cannot_join_a_v1_group_fails_at_that_step() {
+        // A directory that is no cgroup: it has no cgroup.procs to write.
+        let dir = std::env::temp_dir().join(format!("tend-unit-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fd: OwnedFd = std::fs::File::open(&dir).unwrap().into();
+        let argv = ["true".to_string()];
+        let env = BTreeMap::new();
+        let setup = Setup {
+            v1: vec![fd.as_raw_fd()],
+            ..Setup::default()
+        };
+        let e = spawn(
+            Path::new("/bin/true"),
+            &argv,
+            &env,
+            Stdio::Pipes { stdin: false },
+            &setup,
+        )
+        .err()
+        .expect("joining fails");
+        assert_eq!(e.step, Step::CgroupV1(0));
+        assert_eq!(e.source.raw_os_error(), Some(libc::ENOENT));
+        drop(fd);
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    #[test]
     fn without_a_cgroup_the_child_still_gets_its_niceness_before_exec() {
         let argv = [
             "sh".to_string(),

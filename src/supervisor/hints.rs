@@ -157,7 +157,16 @@ fn write_limits(
             }
             Ok(Where::V1(root)) => {
                 let group = root.join(id);
-                match std::fs::create_dir(&group) {
+                let mut made = std::fs::create_dir(&group);
+                if made
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+                {
+                    // The root went (a sweep that took it for a dead daemon's, in another
+                    // PID namespace sharing this hierarchy): make it again.
+                    made = std::fs::create_dir_all(&group);
+                }
+                match made {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => {
