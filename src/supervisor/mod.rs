@@ -149,6 +149,12 @@ impl Supervisor {
                     cgroup = %c.root().display(),
                     "containment: a cgroup v2 per process (cgroup.kill), and the TEND_ORIGIN marker"
                 );
+                for root in c.v1_roots() {
+                    tracing::info!(
+                        root = %root.display(),
+                        "limits: a hybrid host's cgroup v1 hierarchy holds a controller cgroup v2 lacks"
+                    );
+                }
                 Some(c)
             }
             Err(why) => {
