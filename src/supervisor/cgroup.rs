@@ -9,7 +9,11 @@
 //! `TEND_ORIGIN` marker, which stops and the sweep also use.
 //!
 //! Where the hierarchy offers them, the `memory` and `pids` controllers are enabled for the
-//! processes' cgroups, for the limits a spec may ask (`hints`).
+//! processes' cgroups, for the limits a spec may ask (`hints`). On a hybrid host, where cgroup
+//! v2 has no such controller and it is a cgroup v1 hierarchy of its own, the daemon makes a
+//! root of its own there too (same name, beside its own v1 cgroup), and a process with limits
+//! gets a group under it as well, which it joins before exec; it stays in its v2 cgroup, which
+//! still contains and kills it.
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -17,8 +21,17 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct Cgroups {
     root: PathBuf,
-    /// Each controller of `CONTROLLERS`: enabled for the processes' cgroups, or why not.
-    controllers: Vec<(&'static str, Result<(), String>)>,
+    /// Each controller of `CONTROLLERS`: where the processes' cgroups have it, or why nowhere.
+    controllers: Vec<(&'static str, Result<Where, String>)>,
+}
+
+/// Where a controller's limits of a process are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Where {
+    /// In the process's own cgroup v2.
+    V2,
+    /// In `<root>/<process id>` of a cgroup v1 hierarchy: `root` is the daemon's there.
+    V1(PathBuf),
 }
 
 /// The controllers whose limits a spec may set.
@@ -46,13 +59,22 @@ impl Cgroups {
         }
         let controllers = CONTROLLERS
             .iter()
-            .map(|&c| (c, enable(&mount, &parent, &root, c)))
+            .map(|&c| {
+                let found = enable(&mount, &parent, &root, c).map(|()| Where::V2);
+                // Only where v2 cannot: a hybrid host's v1 hierarchy of the controller.
+                let found = found.or_else(|v2| {
+                    v1_root(c, name).map(Where::V1).map_err(|v1| {
+                        format!("{v2}; nor can a cgroup v1 {c} hierarchy serve: {v1}")
+                    })
+                });
+                (c, found)
+            })
             .collect();
         Ok(Cgroups { root, controllers })
     }
 
-    /// Whether the processes' cgroups have `controller`; `Err` says why not.
-    pub fn controller(&self, controller: &str) -> Result<(), String> {
+    /// Where the processes' cgroups have `controller`; `Err` says why nowhere.
+    pub fn controller(&self, controller: &str) -> Result<Where, String> {
         self.controllers
             .iter()
             .find(|(c, _)| *c == controller)
@@ -60,6 +82,43 @@ impl Cgroups {
                 || Err(format!("tend does not manage the {controller} controller")),
                 |(_, r)| r.clone(),
             )
+    }
+
+    /// The daemon's roots in cgroup v1 hierarchies (none where v2 has both controllers).
+    pub fn v1_roots(&self) -> impl Iterator<Item = &Path> {
+        self.controllers.iter().filter_map(|(_, w)| match w {
+            Ok(Where::V1(root)) => Some(root.as_path()),
+            _ => None,
+        })
+    }
+
+    /// Remove the daemon's cgroup and its cgroup v1 roots, with the empty cgroups below them;
+    /// what still holds processes stays.
+    pub fn remove_all(&self) {
+        remove(&self.root);
+        for root in self.v1_roots() {
+            remove(root);
+        }
+    }
+
+    /// Remove the cgroup v1 roots that daemons no longer running left beside this daemon's,
+    /// and the empty groups in them; what still holds processes stays (the records' sweep
+    /// kills those through their v2 cgroups; a later start removes what is then empty).
+    pub fn sweep_v1(&self) {
+        for root in self.v1_roots() {
+            let Some(parent) = root.parent() else {
+                continue;
+            };
+            let Ok(entries) = std::fs::read_dir(parent) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if owner_gone(&name.to_string_lossy()) {
+                    remove(&e.path());
+                }
+            }
+        }
     }
 
     /// The daemon's cgroup.
@@ -99,6 +158,85 @@ impl Cgroups {
             Ok(()) => Ok(dir),
         }
     }
+}
+
+/// Make the daemon's root `name` in the cgroup v1 hierarchy of `controller`, beside the
+/// daemon's own cgroup there; `Err` says why it cannot.
+fn v1_root(controller: &str, name: &str) -> Result<PathBuf, String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+    let (mount_root, mount) = v1_mount(&mountinfo, controller)
+        .ok_or_else(|| format!("no cgroup v1 hierarchy with {controller} is mounted"))?;
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let own = v1_own(&cgroups, controller)
+        .ok_or_else(|| format!("/proc/self/cgroup has no {controller} line"))?;
+    // The path is from the hierarchy's root; the mount shows the subtree at `mount_root`.
+    let below = if mount_root == "/" {
+        own.as_str()
+    } else {
+        own.strip_prefix(mount_root.as_str())
+            .filter(|r| r.is_empty() || r.starts_with('/'))
+            .ok_or_else(|| {
+                format!(
+                    "the daemon's {controller} cgroup {own} is outside the mounted {mount_root}"
+                )
+            })?
+    };
+    let root = mount.join(below.trim_start_matches('/')).join(name);
+    match std::fs::create_dir(&root) {
+        Ok(()) => Ok(root),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(root),
+        Err(e) => Err(format!("cannot create {}: {e}", root.display())),
+    }
+}
+
+/// The root (within the hierarchy) and mount point of the cgroup v1 hierarchy that has
+/// `controller`, from mountinfo's text.
+fn v1_mount(mountinfo: &str, controller: &str) -> Option<(String, PathBuf)> {
+    mountinfo.lines().find_map(|line| {
+        // Fields: id parent major:minor root mount-point options [optional...] - fstype
+        // source super-options; a v1 hierarchy's controllers are among its super options.
+        let (head, tail) = line.split_once(" - ")?;
+        let mut tail = tail.split_whitespace();
+        if tail.next()? != "cgroup" {
+            return None;
+        }
+        let options = tail.nth(1)?;
+        if !options.split(',').any(|o| o == controller) {
+            return None;
+        }
+        let mut head = head.split_whitespace().skip(3);
+        let root = unescape_mount(head.next()?);
+        let mount = unescape_mount(head.next()?);
+        Some((root, PathBuf::from(mount)))
+    })
+}
+
+/// This process's path in the cgroup v1 hierarchy of `controller`, from /proc/self/cgroup's
+/// text (`4:memory:/path`, or `2:cpu,cpuacct:/path` for co-mounted controllers).
+fn v1_own(cgroups: &str, controller: &str) -> Option<String> {
+    cgroups.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, list, path) = (parts.next()?, parts.next()?, parts.next()?);
+        list.split(',')
+            .any(|c| c == controller)
+            .then(|| path.to_string())
+    })
+}
+
+/// Whether `name` is a daemon's root (`tend.<pid>.<start>`) whose daemon no longer runs.
+fn owner_gone(name: &str) -> bool {
+    let Some((pid, ticks)) = name
+        .strip_prefix("tend.")
+        .and_then(|rest| rest.split_once('.'))
+    else {
+        return false;
+    };
+    let (Ok(pid), Ok(ticks)) = (pid.parse::<u32>(), ticks.parse::<u64>()) else {
+        return false;
+    };
+    super::records::proc_stat(pid).is_none_or(|s| s.start_ticks != ticks)
 }
 
 /// Enable `controller` for the children of `root` (made in `parent`): in `parent`'s
@@ -283,6 +421,41 @@ mod tests {
     }
 
     #[test]
+    fn a_v1_hierarchy_and_the_daemons_place_in_it_are_found() {
+        let info = "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                    32 31 0:29 /sub /sys/fs/cgroup/cpu\\040x rw - cgroup cgroup rw,cpu,cpuacct\n\
+                    41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            v1_mount(info, "memory"),
+            Some(("/".into(), PathBuf::from("/sys/fs/cgroup/memory")))
+        );
+        assert_eq!(
+            v1_mount(info, "cpuacct"),
+            Some(("/sub".into(), PathBuf::from("/sys/fs/cgroup/cpu x")))
+        );
+        assert_eq!(v1_mount(info, "pids"), None);
+        let own = "8:pids:/\n4:memory:/a/b\n2:cpu,cpuacct:/c\n0::/\n";
+        assert_eq!(v1_own(own, "memory").as_deref(), Some("/a/b"));
+        assert_eq!(v1_own(own, "cpuacct").as_deref(), Some("/c"));
+        assert_eq!(v1_own(own, "blkio"), None);
+    }
+
+    #[test]
+    fn only_roots_of_daemons_gone_are_swept() {
+        let me = crate::supervisor::records::Owner::current().unwrap();
+        assert!(!owner_gone(&me.name()));
+        assert!(owner_gone(&format!(
+            "tend.{}.{}",
+            me.pid,
+            me.start_ticks + 1
+        )));
+        assert!(owner_gone(&format!("tend.{}.1", u32::MAX)));
+        assert!(!owner_gone("tend-unit-1"));
+        assert!(!owner_gone("tend.1"));
+        assert!(!owner_gone("other.1.2"));
+    }
+
+    #[test]
     fn a_cgroup_holds_a_setsid_child_and_kill_ends_it() {
         let name = format!("tend-unit-{}", std::process::id());
         let cgroups = match Cgroups::create(&name) {
@@ -318,7 +491,8 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "still populated");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        remove(cgroups.root());
+        cgroups.remove_all();
         assert!(!cgroups.root().exists());
+        assert!(cgroups.v1_roots().all(|r| !r.exists()));
     }
 }

@@ -69,7 +69,14 @@ pub struct Setup<'a> {
     /// Fail rather than run outside `cgroup` (its limits must hold); else a child that cannot
     /// join runs where the daemon is, and `Child::in_cgroup` says so.
     pub cgroup_required: bool,
+    /// Groups in cgroup v1 hierarchies (open directories, at most `MAX_V1`) that hold limits
+    /// on a hybrid host: the child joins each before exec, wherever its v2 cgroup put it
+    /// (CLONE_INTO_CGROUP places it in v2 only), or fails.
+    pub v1: Vec<RawFd>,
 }
+
+/// The cgroup v1 groups a child may join: one per controller whose limits tend writes.
+pub const MAX_V1: usize = 2;
 
 /// The daemon's ends of the child's stdio (none for a terminal: the caller holds its master).
 pub struct Child {
@@ -88,6 +95,8 @@ pub enum Step {
     Prepare,
     /// The child could not join its cgroup (only an error when required).
     Cgroup,
+    /// The child could not join `Setup::v1[i]`.
+    CgroupV1(usize),
     /// setpriority(2).
     Nice,
     /// The write to `/proc/self/oom_score_adj`.
@@ -141,6 +150,9 @@ struct Plan {
     /// The cgroup directory to join (not born in it), or -1.
     join: RawFd,
     join_required: bool,
+    /// The cgroup v1 groups to join: the first `v1_len`.
+    v1: [RawFd; MAX_V1],
+    v1_len: usize,
     nice: Option<libc::c_int>,
     /// `oom_score_adj` as the decimal text to write; empty leaves it.
     oom: [u8; 12],
@@ -204,6 +216,13 @@ pub fn spawn(
         }
         Stdio::Tty(path) => tty = Some(cstring(path.as_os_str().as_bytes())?),
     }
+    if setup.v1.len() > MAX_V1 {
+        return Err(
+            io::Error::new(io::ErrorKind::InvalidInput, "too many cgroup v1 groups").into(),
+        );
+    }
+    let mut v1 = [-1; MAX_V1];
+    v1[..setup.v1.len()].copy_from_slice(&setup.v1);
     let mut oom = [0u8; 12];
     let mut oom_len = 0;
     if let Some(v) = setup.oom_score_adj {
@@ -220,6 +239,8 @@ pub fn spawn(
         env: env_p.as_ptr(),
         join: -1,
         join_required: setup.cgroup_required,
+        v1,
+        v1_len: setup.v1.len(),
         nice: setup.nice,
         oom,
         oom_len,
@@ -444,6 +465,14 @@ extern "C" fn child(arg: *mut libc::c_void) -> ! {
                 Err(_) => {}
             }
         }
+        for i in 0..plan.v1_len {
+            // A hybrid host's v1 group of its limits, beside its v2 cgroup: moving is per
+            // hierarchy. Memory is charged to the owner of an mm, which until exec is the
+            // daemon's (shared with CLONE_VM): from exec on, the child's, here.
+            if let Err(errno) = write_file(plan.v1[i], b"cgroup.procs\0", b"0") {
+                fail_with(plan, Step::CgroupV1(i), errno);
+            }
+        }
         if let Some(nice) = plan.nice {
             // PRIO_PROCESS 0 is the calling thread on Linux, the child's only one; exec keeps
             // it. Below 0 needs CAP_SYS_NICE (or RLIMIT_NICE): EACCES.
@@ -547,7 +576,34 @@ mod tests {
         assert_eq!(e.source.raw_os_error(), Some(libc::ENOENT));
         drop(fd);
         super::super::cgroup::remove(&dir);
-        super::super::cgroup::remove(cgroups.root());
+        cgroups.remove_all();
+    }
+
+    #[test]
+    fn a_child_that_cannot_join_a_v1_group_fails_at_that_step() {
+        // A directory that is no cgroup: it has no cgroup.procs to write.
+        let dir = std::env::temp_dir().join(format!("tend-unit-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fd: OwnedFd = std::fs::File::open(&dir).unwrap().into();
+        let argv = ["true".to_string()];
+        let env = BTreeMap::new();
+        let setup = Setup {
+            v1: vec![fd.as_raw_fd()],
+            ..Setup::default()
+        };
+        let e = spawn(
+            Path::new("/bin/true"),
+            &argv,
+            &env,
+            Stdio::Pipes { stdin: false },
+            &setup,
+        )
+        .err()
+        .expect("joining fails");
+        assert_eq!(e.step, Step::CgroupV1(0));
+        assert_eq!(e.source.raw_os_error(), Some(libc::ENOENT));
+        drop(fd);
+        let _ = std::fs::remove_dir(&dir);
     }
 
     #[test]

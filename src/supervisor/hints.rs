@@ -6,10 +6,12 @@
 //! its parent's score, so every child is set back to the daemon's original score before exec,
 //! unless its spec asks for another: none inherits the protection.
 use std::io;
-use std::path::Path;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::cgroup::Cgroups;
+use super::cgroup::{Cgroups, Where};
 use super::spec::ResourceLimits;
 use crate::error::{Error, Result};
 
@@ -74,8 +76,9 @@ pub fn check_limits(
     }
     let cgroups = cgroups.map_err(|why| {
         Error::FailedPrecondition(format!(
-            "spec.limits: memory and pids limits are written into the process's own cgroup v2, \
-             and this daemon makes none ({why}); run tend where it can write a cgroup v2 \
+            "spec.limits: memory and pids limits are written into the process's own cgroup v2 \
+             (or, on a hybrid host, its groups in the cgroup v1 memory and pids hierarchies), \
+             and this daemon makes no cgroup ({why}); run tend where it can write a cgroup v2 \
              hierarchy (a systemd unit with Delegate=yes, a container with a writable \
              /sys/fs/cgroup), or leave spec.limits unset"
         ))
@@ -87,8 +90,8 @@ pub fn check_limits(
         if set {
             cgroups.controller(controller).map_err(|why| {
                 Error::FailedPrecondition(format!(
-                    "spec.limits.{field}: the limit needs the cgroup v2 {controller} controller \
-                     in tend's cgroups, and {why}"
+                    "spec.limits.{field}: the limit needs the {controller} controller, in tend's \
+                     cgroup v2 or (on a hybrid host) a cgroup v1 hierarchy, and {why}"
                 ))
             })?;
         }
@@ -96,20 +99,109 @@ pub fn check_limits(
     Ok(())
 }
 
-/// Write `limits` into the cgroup at `dir`, before anything is born in it.
-pub fn apply_limits(dir: &Path, limits: &ResourceLimits) -> Result<()> {
-    for (field, file, value) in [
-        ("memory_max_bytes", "memory.max", limits.memory_max),
-        ("pids_max", "pids.max", limits.pids_max),
+/// A process's group in a cgroup v1 hierarchy (a hybrid host's), its limit written, open for
+/// the child to join before exec.
+pub struct V1Group {
+    pub dir: PathBuf,
+    pub fd: OwnedFd,
+}
+
+/// Write `limits` before anything is born where they hold: into the process's cgroup v2 at
+/// `dir` where v2 has the controller, else into a group `id` made under the daemon's root in
+/// the controller's cgroup v1 hierarchy, which is returned for the child to join. On error
+/// nothing made here is left.
+pub fn apply_limits(
+    cgroups: &Cgroups,
+    dir: &Path,
+    id: &str,
+    limits: &ResourceLimits,
+) -> Result<Vec<V1Group>> {
+    let mut v1 = Vec::new();
+    let written = write_limits(cgroups, dir, id, limits, &mut v1);
+    if written.is_err() {
+        for g in &v1 {
+            super::cgroup::remove(&g.dir);
+        }
+    }
+    written.map(|()| v1)
+}
+
+fn write_limits(
+    cgroups: &Cgroups,
+    dir: &Path,
+    id: &str,
+    limits: &ResourceLimits,
+    v1: &mut Vec<V1Group>,
+) -> Result<()> {
+    for (field, controller, v2_file, v1_file, value) in [
+        (
+            "memory_max_bytes",
+            "memory",
+            "memory.max",
+            "memory.limit_in_bytes",
+            limits.memory_max,
+        ),
+        ("pids_max", "pids", "pids.max", "pids.max", limits.pids_max),
     ] {
         let Some(value) = value else { continue };
-        let path = dir.join(file);
-        std::fs::write(&path, value.to_string()).map_err(|e| {
+        let failed = |path: &Path, e: io::Error| {
             Error::FailedPrecondition(format!(
                 "spec.limits.{field}: cannot write {value} to {}: {e}",
                 path.display()
             ))
-        })?;
+        };
+        match cgroups.controller(controller) {
+            Ok(Where::V2) => {
+                let path = dir.join(v2_file);
+                std::fs::write(&path, value.to_string()).map_err(|e| failed(&path, e))?;
+            }
+            Ok(Where::V1(root)) => {
+                let group = root.join(id);
+                let mut made = std::fs::create_dir(&group);
+                if made
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+                {
+                    // The root went (a sweep that took it for a dead daemon's, in another
+                    // PID namespace sharing this hierarchy): make it again.
+                    made = std::fs::create_dir_all(&group);
+                }
+                match made {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(Error::FailedPrecondition(format!(
+                            "spec.limits.{field}: cannot make the process's cgroup v1 \
+                             {controller} group {}: {e}",
+                            group.display()
+                        )))
+                    }
+                }
+                // Listed before the writes, so that a failure below removes it too.
+                let fd = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                    .open(&group);
+                let fd = match fd {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        super::cgroup::remove(&group);
+                        return Err(failed(&group, e));
+                    }
+                };
+                v1.push(V1Group {
+                    dir: group.clone(),
+                    fd: fd.into(),
+                });
+                let path = group.join(v1_file);
+                std::fs::write(&path, value.to_string()).map_err(|e| failed(&path, e))?;
+            }
+            Err(why) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "spec.limits.{field}: {why}"
+                )))
+            }
+        }
     }
     Ok(())
 }
@@ -154,5 +246,16 @@ pub fn join_failed(e: io::Error) -> Error {
     Error::FailedPrecondition(format!(
         "spec.limits: the process could not join its own cgroup, which holds its limits ({e}); \
          leave spec.limits unset, or run tend where it can move processes between its cgroups"
+    ))
+}
+
+/// The child could not join its group `dir` in a cgroup v1 hierarchy, which holds a limit.
+pub fn join_v1_failed(dir: &Path, e: io::Error) -> Error {
+    Error::FailedPrecondition(format!(
+        "spec.limits: the process could not join its cgroup v1 group {}, which holds its \
+         limit (writing 0 to cgroup.procs before exec: {e}); leave spec.limits unset, or run \
+         tend where it can move processes between cgroups (as root, or with the hierarchy \
+         delegated)",
+        dir.display()
     ))
 }

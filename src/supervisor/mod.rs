@@ -149,6 +149,12 @@ impl Supervisor {
                     cgroup = %c.root().display(),
                     "containment: a cgroup v2 per process (cgroup.kill), and the TEND_ORIGIN marker"
                 );
+                for root in c.v1_roots() {
+                    tracing::info!(
+                        root = %root.display(),
+                        "limits: a hybrid host's cgroup v1 hierarchy holds a controller cgroup v2 lacks"
+                    );
+                }
                 Some(c)
             }
             Err(why) => {
@@ -162,10 +168,16 @@ impl Supervisor {
         };
         let records = Records::open(state_dir, owner, cgroups.as_ref().map(|c| c.root()))?;
         let sweeping = records.clone();
+        let sweeping_v1 = cgroups.clone();
         let _ = std::thread::Builder::new()
             .name("tend-sweep".into())
             .spawn(move || {
                 let swept = sweeping.sweep();
+                // After the records' sweep, which kills what dead daemons left through their
+                // v2 cgroups: their v1 roots (a hybrid host's) are empty then.
+                if let Some(c) = &sweeping_v1 {
+                    c.sweep_v1();
+                }
                 if swept.removed > 0 || !swept.killed.is_empty() {
                     tracing::info!(
                         records = swept.removed,

@@ -73,23 +73,31 @@ impl NativeEnv {
         // Made before the spawn, so that the child is born in it: moving a running process
         // waits for an RCU grace period (1 to 17 ms measured), and what it forks meanwhile
         // stays outside. Its limits are in place before the child is.
-        let made = match native.cgroups.as_ref().map(|c| c.make(id)) {
-            Some(Ok((dir, fd))) => match hints::apply_limits(&dir, &spec.limits) {
-                Ok(()) => Some((dir, fd)),
-                Err(e) => {
-                    native.records.remove(id);
-                    cgroup::remove(&dir);
-                    return Err(e);
+        // On a hybrid host its limits are in cgroup v1 groups of its own (`v1`), made only
+        // for a process with limits.
+        let mut v1 = Vec::new();
+        let made = match native.cgroups.as_ref().map(|c| (c, c.make(id))) {
+            Some((cgroups, Ok((dir, fd)))) => {
+                match hints::apply_limits(cgroups, &dir, id, &spec.limits) {
+                    Ok(groups) => {
+                        v1 = groups;
+                        Some((dir, fd))
+                    }
+                    Err(e) => {
+                        native.records.remove(id);
+                        cgroup::remove(&dir);
+                        return Err(e);
+                    }
                 }
-            },
-            Some(Err(e)) if spec.limits.any() => {
+            }
+            Some((_, Err(e))) if spec.limits.any() => {
                 native.records.remove(id);
                 return Err(Error::FailedPrecondition(format!(
                     "spec.limits: cannot make the process's cgroup, which would hold its \
                      limits: {e}"
                 )));
             }
-            Some(Err(e)) => {
+            Some((_, Err(e))) => {
                 warn(&e);
                 None
             }
@@ -101,13 +109,19 @@ impl NativeEnv {
             &env,
             &native.reaper,
             made.as_ref().map(|(_, fd)| fd),
+            &v1,
         )
         .inspect_err(|_| {
             native.records.remove(id);
             if let Some((dir, _)) = &made {
                 cgroup::remove(dir);
             }
+            for g in &v1 {
+                cgroup::remove(&g.dir);
+            }
         })?;
+        // The child has joined them (or the spawn failed): the descriptors were for it.
+        let v1: Vec<PathBuf> = v1.into_iter().map(|g| g.dir).collect();
         let cgroup = match made {
             Some((dir, _)) if spawned.in_cgroup => Some(dir),
             Some((dir, _)) => {
@@ -144,6 +158,7 @@ impl NativeEnv {
                 id: id.to_string(),
                 pgid: spawned.pid,
                 cgroup,
+                v1,
                 marker,
             }),
         })
@@ -163,6 +178,8 @@ struct HostGroup {
     id: String,
     pgid: u32,
     cgroup: Option<PathBuf>,
+    /// Its groups in cgroup v1 hierarchies (a hybrid host's), holding its limits.
+    v1: Vec<PathBuf>,
     marker: String,
 }
 
@@ -263,6 +280,12 @@ impl Group for HostGroup {
         if let Some(cg) = &self.cgroup {
             cgroup::remove(cg);
         }
+        // Empty by now: everything in them is in the v2 cgroup too, which was killed. rmdir
+        // only (a group still holding something stays, for the daemon's close or the next
+        // start's sweep); a second call finds them gone.
+        for dir in &self.v1 {
+            cgroup::remove(dir);
+        }
     }
 }
 
@@ -293,7 +316,7 @@ impl Native {
     /// Nothing of this daemon runs any more: remove its cgroup and its own record.
     pub(super) fn close(&self) {
         if let Some(c) = &self.cgroups {
-            cgroup::remove(c.root());
+            c.remove_all();
         }
         self.records.close();
     }

@@ -41,13 +41,15 @@ const PIPE_BYTES: libc::c_int = 1 << 20;
 
 /// Spawn `program` for `spec` with exactly `env`, into `cgroup` (an open cgroup directory)
 /// where the kernel allows, which `in_cgroup` says; where `spec` has limits (written into that
-/// cgroup already), a child that cannot be in it is an error.
+/// cgroup already), a child that cannot be in it is an error. The child joins each of `v1`
+/// (a hybrid host's cgroup v1 groups of its limits) before exec, or the spawn fails.
 pub fn spawn(
     spec: &Spec,
     program: &Path,
     env: &BTreeMap<String, String>,
     reaper: &Reaper,
     cgroup: Option<&OwnedFd>,
+    v1: &[hints::V1Group],
 ) -> Result<Spawned> {
     let argv0 = spec.argv[0].clone();
     let oom_score_adj = spec.oom_score_adj.or_else(hints::child_oom_score_adj);
@@ -59,6 +61,7 @@ pub fn spawn(
             e.source,
         ),
         Step::Cgroup => hints::join_failed(e.source),
+        Step::CgroupV1(i) => hints::join_v1_failed(&v1[i].dir, e.source),
         // exec(2)'s own failures are the shell's 127 and 126; anything else is the daemon's.
         Step::Prepare | Step::Exec => match e.source.raw_os_error() {
             Some(libc::ENOENT) => Error::Exec {
@@ -78,6 +81,7 @@ pub fn spawn(
         oom_score_adj,
         cgroup,
         cgroup_required: spec.limits.any(),
+        v1: v1.iter().map(|g| g.fd.as_raw_fd()).collect(),
     };
 
     match spec.pty {

@@ -440,9 +440,13 @@ type ProcessSpec struct {
 	// FailedPrecondition.
 	OomScoreAdj *int32 `protobuf:"varint,13,opt,name=oom_score_adj,json=oomScoreAdj,proto3,oneof" json:"oom_score_adj,omitempty"`
 	// Limits of the process's whole tree, written into its own cgroup v2
-	// before it is born there. Where the daemon has no cgroups (no writable
-	// cgroup v2) or the hierarchy does not offer the controller (a hybrid
-	// host, an undelegated one), FailedPrecondition says why and what to do.
+	// before it is born there. On a hybrid host, where cgroup v2 lacks the
+	// memory or pids controller and a cgroup v1 hierarchy has it, that limit
+	// goes into a group of the process's own in the v1 hierarchy instead
+	// (memory.limit_in_bytes, pids.max), which it joins before exec; it stays
+	// in its v2 cgroup too. Where the daemon has no cgroups (no writable
+	// cgroup v2), or neither v2 (undelegated) nor v1 offers the controller,
+	// FailedPrecondition says why and what to do.
 	// A Docker environment answers FailedPrecondition (its processes share the
 	// container's cgroup: `docker update --memory --pids-limit` sets those).
 	Limits *ResourceLimits `protobuf:"bytes,14,opt,name=limits,proto3" json:"limits,omitempty"`
@@ -990,11 +994,12 @@ type ResourceLimits struct {
 	// memory.max: the most memory (anonymous, page cache, kernel) the tree may
 	// use, in bytes; past it the kernel reclaims, then the OOM killer kills in
 	// the tree. Swap (memory.swap.max) is left as the host has it. Needs the
-	// memory controller.
+	// memory controller (cgroup v1's memory.limit_in_bytes on a hybrid host,
+	// memory.memsw.limit_in_bytes left as it is).
 	MemoryMaxBytes uint64 `protobuf:"varint,1,opt,name=memory_max_bytes,json=memoryMaxBytes,proto3" json:"memory_max_bytes,omitempty"`
 	// pids.max: the most processes and threads the tree may hold at once; a
 	// fork or clone past it fails with EAGAIN. At most 4194304. Needs the pids
-	// controller.
+	// controller (cgroup v1's pids.max on a hybrid host).
 	PidsMax uint64 `protobuf:"varint,2,opt,name=pids_max,json=pidsMax,proto3" json:"pids_max,omitempty"`
 }
 
