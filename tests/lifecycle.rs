@@ -171,6 +171,71 @@ async fn a_retried_start_with_one_request_id_runs_once() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_starts_with_one_name_or_request_id_start_one_process() {
+    let d = Daemon::start().await;
+    let c = d.c().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("count");
+    let script = format!("echo run >> {}; sleep 100", file.display());
+    // 16 at once with one name: one wins, the others are told the name is taken.
+    let starts = (0..16).map(|_| {
+        let mut c = c.clone();
+        let mut spec = sh(&script);
+        spec.name = "only".into();
+        tokio::spawn(async move {
+            c.start(pb::StartRequest {
+                spec: Some(spec),
+                ..Default::default()
+            })
+            .await
+        })
+    });
+    let results: Vec<_> = futures_util::future::join_all(starts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "{results:?}");
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| e.code() == tonic::Code::AlreadyExists));
+    // 16 at once with one request id: one process; every answer is it, or "under way".
+    let starts = (0..16).map(|_| {
+        let mut c = c.clone();
+        let spec = sh(&script);
+        tokio::spawn(async move {
+            c.start(pb::StartRequest {
+                spec: Some(spec),
+                request_id: "req-once".into(),
+                ..Default::default()
+            })
+            .await
+        })
+    });
+    let results: Vec<_> = futures_util::future::join_all(starts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let ids: std::collections::HashSet<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|r| r.get_ref().process.as_ref().unwrap().id.clone())
+        .collect();
+    assert_eq!(ids.len(), 1, "{results:?}");
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| e.code() == tonic::Code::Unavailable));
+    eventually(10, "both ran", || {
+        std::fs::read_to_string(&file).is_ok_and(|s| s == "run\nrun\n")
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_foreground_timeout_returns_a_handle_and_the_process_runs_on() {
     let d = Daemon::start().await;

@@ -20,7 +20,7 @@ pub mod spec;
 pub mod usage;
 pub mod view;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -62,8 +62,6 @@ struct Inner {
     /// The other environments, once the runner is there.
     resolver: std::sync::OnceLock<Arc<dyn Resolve>>,
     table: Mutex<Table>,
-    /// Held through a start, from the checks of names and request ids to the insert.
-    starting: Mutex<()>,
     shutting_down: AtomicBool,
     /// Started, exited and removed, for watchers; a slow one lags (and is told how much).
     events: tokio::sync::broadcast::Sender<Lifecycle>,
@@ -98,6 +96,11 @@ struct Table {
     names: HashMap<String, u64>,
     requests: HashMap<String, u64>,
     running: usize,
+    /// What starts under way (launched, not in the table yet) hold: their names, request ids,
+    /// and places under --max-running.
+    pending_names: HashSet<String>,
+    pending_requests: HashSet<String>,
+    pending: usize,
     /// Processes whose leader exited while something of theirs lived on (other members of the
     /// group, or processes in their cgroup), by sequence number.
     lingering: HashMap<u64, Arc<dyn Group>>,
@@ -125,6 +128,61 @@ impl Table {
             self.requests.remove(req);
         }
         Some(p)
+    }
+}
+
+/// What a start under way holds in the table until its process is in it; given back when
+/// dropped (a start that failed) or released into the table (one that succeeded).
+struct Reservation<'a> {
+    sup: &'a Supervisor,
+    name: Option<String>,
+    request: Option<String>,
+    held: bool,
+}
+
+impl<'a> Reservation<'a> {
+    fn take(sup: &'a Supervisor, table: &mut Table, spec: &Spec) -> Reservation<'a> {
+        if let Some(name) = &spec.name {
+            table.pending_names.insert(name.clone());
+        }
+        if let Some(req) = &spec.request_id {
+            table.pending_requests.insert(req.clone());
+        }
+        table.pending += 1;
+        Reservation {
+            sup,
+            name: spec.name.clone(),
+            request: spec.request_id.clone(),
+            held: true,
+        }
+    }
+
+    /// Give it back, under the table lock the caller holds (to insert the process in the same
+    /// step, so that no other start sees the name free in between).
+    fn release(mut self, table: &mut Table) {
+        self.give_back(table);
+    }
+
+    fn give_back(&mut self, table: &mut Table) {
+        if !std::mem::take(&mut self.held) {
+            return;
+        }
+        if let Some(name) = &self.name {
+            table.pending_names.remove(name);
+        }
+        if let Some(req) = &self.request {
+            table.pending_requests.remove(req);
+        }
+        table.pending -= 1;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            let sup = self.sup;
+            self.give_back(&mut sup.table());
+        }
     }
 }
 
@@ -199,7 +257,6 @@ impl Supervisor {
                 native,
                 resolver: std::sync::OnceLock::new(),
                 table: Mutex::new(Table::default()),
-                starting: Mutex::new(()),
                 shutting_down: AtomicBool::new(false),
                 events: tokio::sync::broadcast::channel(LIFECYCLE_EVENTS).0,
             }),
@@ -292,15 +349,11 @@ impl Supervisor {
         let environment;
         (spec.environment, environment) = self.environment(&spec.environment)?;
 
-        // Starts are serialized (so that two retries with one request id, or two starts with one
-        // name, cannot both run), but the table is locked only to look and to insert: the
-        // record's file write and the spawn happen outside it, and Get or List never wait for
-        // them.
-        let _one_at_a_time = self
-            .inner
-            .starting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        // The table is locked only to look and reserve, then to insert: the record's file
+        // write and the launch (a container engine's exec may take a while) happen outside it,
+        // and neither other starts nor Get or List wait for them. What a start under way holds
+        // (its name, its request id, a place under --max-running) is reserved meanwhile, so two
+        // starts with one name, or two retries with one request id, cannot both run.
         let mut table = self.table();
         if let Some(req) = &spec.request_id {
             if let Some(p) = table.requests.get(req).and_then(|s| table.procs.get(s)) {
@@ -315,6 +368,12 @@ impl Supervisor {
                 let cursor = first_reader(p);
                 return Ok((p.clone(), cursor));
             }
+            if table.pending_requests.contains(req) {
+                return Err(Error::Unavailable(format!(
+                    "a start with request_id {} is under way; retry in a moment to get its process",
+                    crate::error::quote(req)
+                )));
+            }
         }
         if let Some(name) = &spec.name {
             if let Some(p) = table.names.get(name).and_then(|s| table.procs.get(s)) {
@@ -324,15 +383,23 @@ impl Supervisor {
                     p.id
                 )));
             }
+            if table.pending_names.contains(name) {
+                return Err(Error::AlreadyExists(format!(
+                    "spec.name {} is taken by a process being started; choose another name",
+                    crate::error::quote(name)
+                )));
+            }
         }
-        if table.running >= self.inner.limits.max_running {
+        if table.running + table.pending >= self.inner.limits.max_running {
             return Err(Error::ResourceExhausted(format!(
-                "{} processes are running, the limit; wait for some to exit or raise --max-running",
-                table.running
+                "{} processes are running (and {} starting), the limit; wait for some to exit or \
+                 raise --max-running",
+                table.running, table.pending
             )));
         }
         table.next += 1;
         let seq = table.next;
+        let reservation = Reservation::take(self, &mut table, &spec);
         drop(table);
         let id = format!("p-{seq}");
         // A host spawn is done when first polled; an environment that waits on something (a
@@ -448,6 +515,7 @@ impl Supervisor {
         ));
         {
             let mut table = self.table();
+            reservation.release(&mut table);
             table.insert(process.clone());
             table.running += 1;
         }
