@@ -2326,7 +2326,8 @@ type StartRequest struct {
 	// What to run.
 	Spec *ProcessSpec `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
 	// A client-chosen id that makes Start idempotent: a retry with the same id
-	// returns the process the first call started.
+	// returns the process the first call started (Unavailable while that first
+	// start is still under way: retry).
 	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Foreground: wait up to this long for the process to exit. 0 returns at
 	// once. At most 86400000 (a day).
