@@ -1,7 +1,7 @@
 //! The environments of this daemon: their definitions and states, their initialisation (an
 //! image made ready and a container started, a flake evaluated), stopping and removing them,
 //! and finding them for the supervisor by id or name.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -323,7 +323,7 @@ impl Runner {
     /// A ready one says so at once; a stopped one starts again.
     pub async fn init(&self, id: &str, sink: Sink<'_>) -> Result<Info> {
         if id == "native" {
-            return Ok(self.native_info());
+            return Ok(self.native_info(self.running_in("native")));
         }
         let env = self.find(id)?;
         {
@@ -490,15 +490,24 @@ impl Runner {
     /// Every environment, the host first.
     pub fn list(&self) -> Vec<Info> {
         let envs: Vec<Arc<Env>> = self.table().envs.values().cloned().collect();
-        let mut all = vec![self.native_info()];
-        all.extend(envs.iter().map(|e| self.info(e)));
+        // Every environment's running processes, in one pass over the table.
+        let mut running: HashMap<String, usize> = HashMap::new();
+        for p in self.inner.sup.list(&ListFilter {
+            running: Some(true),
+            ..ListFilter::default()
+        }) {
+            *running.entry(p.spec.environment.clone()).or_default() += 1;
+        }
+        let count = |id: &str| running.get(id).copied().unwrap_or(0);
+        let mut all = vec![self.native_info(count("native"))];
+        all.extend(envs.iter().map(|e| self.info_counted(e, count(&e.id))));
         all
     }
 
     /// One environment by id or name ("native" is the host).
     pub fn get(&self, id: &str) -> Result<Info> {
         if id == "native" {
-            return Ok(self.native_info());
+            return Ok(self.native_info(self.running_in("native")));
         }
         let env = self.find(id)?;
         Ok(self.info(&env))
@@ -516,7 +525,7 @@ impl Runner {
             .count()
     }
 
-    fn native_info(&self) -> Info {
+    fn native_info(&self, running: usize) -> Info {
         Info {
             id: "native".into(),
             name: Some("native".into()),
@@ -528,12 +537,17 @@ impl Runner {
             docker: None,
             nix: None,
             container: None,
-            running: self.running_in("native"),
+            running,
             created_at: self.inner.started,
         }
     }
 
     fn info(&self, env: &Env) -> Info {
+        self.info_counted(env, self.running_in(&env.id))
+    }
+
+    /// `env` as described, with `running` processes.
+    fn info_counted(&self, env: &Env, running: usize) -> Info {
         let live = env.live();
         Info {
             id: env.id.clone(),
@@ -546,7 +560,7 @@ impl Runner {
             docker: env.def.docker.clone(),
             nix: env.def.nix.clone(),
             container: live.container.clone(),
-            running: self.running_in(&env.id),
+            running,
             created_at: env.created_at,
         }
     }
