@@ -561,7 +561,7 @@ async fn measure(
         return measured;
     }
     let (keys, futures): (Vec<String>, Vec<_>) = asks.into_iter().unzip();
-    let answers: HashMap<String, usage::Usage> = keys
+    let answers: HashMap<String, usage::EnvironmentUsage> = keys
         .into_iter()
         .zip(futures_util::future::join_all(futures).await)
         .filter_map(|(k, u)| Some((k, u?)))
@@ -576,8 +576,19 @@ async fn measure(
         else {
             continue;
         };
+        // The engine's CPU time counts from the container's start, not the process's.
+        let counted_from = u
+            .since
+            .and_then(|t| t.elapsed().ok())
+            .and_then(|ago| std::time::Instant::now().checked_sub(ago))
+            .unwrap_or(p.started_instant());
+        let u = u.usage;
         *m = Some(Measured {
-            cpu_percent: usage::recent_cpu(p, u.user_cpu_ms + u.system_cpu_ms),
+            cpu_percent: usage::recent_cpu_counted_from(
+                p,
+                u.user_cpu_ms + u.system_cpu_ms,
+                counted_from,
+            ),
             tree: u,
             leader: None,
             ports: Vec::new(),

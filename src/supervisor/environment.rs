@@ -126,7 +126,13 @@ pub trait Group: Send + Sync {
     /// Where the tree cannot be read: what the engine says the whole environment it runs in
     /// uses (a container's, as `docker stats` gives it), with a key naming that environment so
     /// that processes sharing it are asked once; `None` where there is no such figure.
-    fn environment_usage(&self) -> Option<(String, BoxFuture<'_, Option<super::usage::Usage>>)> {
+    #[allow(clippy::type_complexity)]
+    fn environment_usage(
+        &self,
+    ) -> Option<(
+        String,
+        BoxFuture<'_, Option<super::usage::EnvironmentUsage>>,
+    )> {
         None
     }
 

@@ -86,9 +86,14 @@ impl Process {
         &self,
     ) -> Option<(
         String,
-        super::environment::BoxFuture<'_, Option<super::usage::Usage>>,
+        super::environment::BoxFuture<'_, Option<super::usage::EnvironmentUsage>>,
     )> {
         self.group.environment_usage()
+    }
+
+    /// When it started, on the monotonic clock.
+    pub fn started_instant(&self) -> Instant {
+        self.started
     }
 
     /// Its readiness now; `None` without a probe.

@@ -311,11 +311,17 @@ pub fn measure(procs: &[Arc<Process>], ports: bool) -> Vec<Option<Measured>> {
 /// CPU % of one CPU since the previous measure of `p` (at least `RECENT` ago), else since it
 /// started, given its CPU milliseconds now.
 pub fn recent_cpu(p: &Process, cpu: u64) -> f64 {
+    recent_cpu_counted_from(p, cpu, p.started)
+}
+
+/// The same, for a `cpu` counted from `counted_from` rather than from the process's start (a
+/// container's, counted from the container's start).
+pub fn recent_cpu_counted_from(p: &Process, cpu: u64, counted_from: Instant) -> f64 {
     let now = Instant::now();
     let mut last = p.cpu_sample.lock().unwrap_or_else(|e| e.into_inner());
     let (from_cpu, from) = match *last {
         Some((c, t)) if now.duration_since(t) >= RECENT && c <= cpu => (c, t),
-        _ => (0, p.started),
+        _ => (0, counted_from),
     };
     let wall = now.duration_since(from).as_millis().max(1) as f64;
     let cpu_percent = cpu.saturating_sub(from_cpu) as f64 * 100.0 / wall;
@@ -323,6 +329,13 @@ pub fn recent_cpu(p: &Process, cpu: u64) -> f64 {
         *last = Some((cpu, now));
     }
     (cpu_percent * 10.0).round() / 10.0
+}
+
+/// What an environment's engine says all of it uses, and since when it counts (its start).
+#[derive(Debug, Clone, Copy)]
+pub struct EnvironmentUsage {
+    pub usage: Usage,
+    pub since: Option<std::time::SystemTime>,
 }
 
 /// A socket a tree listens on.

@@ -379,17 +379,25 @@ impl Engine {
 
     /// What a container uses, as `docker stats` says it (one sample, without waiting for a
     /// second one); `None` when the engine does not answer.
-    pub async fn container_usage(&self, id: &str) -> Option<crate::supervisor::usage::Usage> {
+    pub async fn container_usage(
+        &self,
+        id: &str,
+    ) -> Option<crate::supervisor::usage::EnvironmentUsage> {
         use futures_util::StreamExt;
         let options = bollard::query_parameters::StatsOptionsBuilder::default()
             .stream(false)
             .one_shot(true)
             .build();
-        let stats = self
-            .docker
-            .stats(id, Some(options))
-            .next()
-            .await?
+        let mut stats = self.docker.stats(id, Some(options));
+        // Its start, from which its CPU time counts (for a first CPU %).
+        let (stats, inspected) =
+            tokio::join!(stats.next(), self.docker.inspect_container(id, None));
+        let since = inspected
+            .ok()
+            .and_then(|c| c.state?.started_at)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(std::time::SystemTime::from);
+        let stats = stats?
             .inspect_err(|e| tracing::debug!(container = id, error = %e, "no stats"))
             .ok()?;
         let cpu = stats.cpu_stats.and_then(|c| c.cpu_usage);
@@ -406,7 +414,7 @@ impl Engine {
             .copied()
             .unwrap_or(0);
         let rss = memory.usage.unwrap_or(0).saturating_sub(cache);
-        Some(crate::supervisor::usage::Usage {
+        let usage = crate::supervisor::usage::Usage {
             state: None,
             user_cpu_ms: ns_to_ms(cpu.as_ref().and_then(|c| c.usage_in_usermode)),
             system_cpu_ms: ns_to_ms(cpu.as_ref().and_then(|c| c.usage_in_kernelmode)),
@@ -416,7 +424,8 @@ impl Engine {
                 .pids_stats
                 .and_then(|p| p.current)
                 .map_or(0, |n| n as u32),
-        })
+        };
+        Some(crate::supervisor::usage::EnvironmentUsage { usage, since })
     }
 
     /// The network namespace of a running container (its main process's, on this host): where

@@ -231,7 +231,7 @@ impl Group for ExecGroup {
         &self,
     ) -> Option<(
         String,
-        BoxFuture<'_, Option<crate::supervisor::usage::Usage>>,
+        BoxFuture<'_, Option<crate::supervisor::usage::EnvironmentUsage>>,
     )> {
         Some((
             self.container.clone(),
