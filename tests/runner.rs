@@ -490,6 +490,9 @@ async fn docker_processes_report_their_containers_usage() {
         u.user_cpu_ms + u.system_cpu_ms > 0,
         "a busy loop ran: {u:?}"
     );
+    // Counted from the container's start, not from the younger process's: at most every CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(u.cpu_percent <= 100.0 * cpus as f64 + 1.0, "{u:?}");
     assert!(busy_info.leader_usage.is_none() && busy_info.ports.is_empty());
     let v = idle_info.usage.expect("the same container's");
     assert!(
