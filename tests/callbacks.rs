@@ -206,6 +206,93 @@ async fn a_plugin_starts_a_process_through_the_host_which_goes_with_its_token_at
         .unwrap();
     assert!(!mine.tags.contains_key(OWNER_TAG), "{mine:?}");
 
+    // The plugin's token reaches only what the plugin started: the owner's process is unknown
+    // to it, by id and by List; Signal and Remove of it are NotFound, and it runs on.
+    let listed = over_tcp
+        .list(pb::ListRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .processes;
+    assert!(
+        listed
+            .iter()
+            .all(|q| q.tags.get(OWNER_TAG).map(String::as_str) == Some("cb")),
+        "{listed:?}"
+    );
+    let err = over_tcp
+        .get(pb::GetRequest {
+            id: mine.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = over_tcp
+        .signal(pb::SignalRequest {
+            id: mine.id.clone(),
+            signal: "KILL".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let err = over_tcp
+        .remove(pb::RemoveRequest {
+            id: mine.id.clone(),
+            force: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(alive(mine.pid), "the owner's process runs on");
+    // Its own, it may act on.
+    over_tcp
+        .get(pb::GetRequest {
+            id: second.id.clone(),
+        })
+        .await
+        .unwrap();
+    // The owner's agents likewise; environments it may not stop.
+    d.agents()
+        .await
+        .spawn(pb::SpawnRequest {
+            spec: Some(pb::AgentSpec {
+                name: "owners-agent".into(),
+                argv: vec!["sleep".into(), "304".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let err = agents
+        .get(pb::AgentServiceGetRequest {
+            name: "owners-agent".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let names: Vec<String> = agents
+        .list(pb::AgentServiceListRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .agents
+        .into_iter()
+        .map(|a| a.spec.unwrap_or_default().name)
+        .collect();
+    assert_eq!(names, ["cb-agent"]);
+    let mut runner = connect::runner_client(&unix, Some(token.clone()))
+        .await
+        .unwrap();
+    let err = runner
+        .stop_environment(pb::StopEnvironmentRequest {
+            environment_id: "native".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+
     // Unload: the plugin, then what it started, stopped and removed.
     owner_loader
         .unload(pb::UnloadRequest {

@@ -23,7 +23,10 @@
 //! What a plugin caller may do: everything but LoaderService's Load and Unload
 //! (PermissionDenied), so that a plugin cannot load code into the daemon or unload other
 //! plugins; what it starts (ProcessService Start and Run, AgentService Spawn) is tagged
-//! `tend.plugin.owner=<name>`, and stopped and removed when the plugin is unloaded.
+//! `tend.plugin.owner=<name>`, and stopped and removed when the plugin is unloaded. Of the
+//! processes, it sees and acts on only those it started: any other id is NotFound to it, and
+//! List and Watch show it only its own (a plugin cannot signal, read or remove the owner's
+//! processes, nor another plugin's).
 use tonic::{Request, Status};
 
 use crate::loader::{Loader, OWNER_TAG, PLUGIN_TOKEN_PREFIX};
@@ -62,6 +65,15 @@ impl Caller {
     pub fn tag(&self, tags: &mut std::collections::BTreeMap<String, String>) {
         if let Caller::Plugin(name) = self {
             tags.insert(OWNER_TAG.to_string(), name.clone());
+        }
+    }
+
+    /// Whether this caller may see and act on what carries `tags`: the owner anything, a plugin
+    /// only what it started (tagged `OWNER_TAG` with its name).
+    pub fn may_touch(&self, tags: &std::collections::BTreeMap<String, String>) -> bool {
+        match self {
+            Caller::Owner => true,
+            Caller::Plugin(name) => tags.get(OWNER_TAG) == Some(name),
         }
     }
 

@@ -41,6 +41,21 @@ impl AgentApi {
             streams,
         }
     }
+
+    /// Refuse `caller` an agent it may not see: a plugin sees only the agents it spawned, and
+    /// any other is as unknown to it as one that never existed.
+    fn visible(&self, caller: &Caller, agent: &str) -> Result<(), Status> {
+        let a = self.agents.get(agent)?;
+        if caller.may_touch(&a.spec.tags) {
+            return Ok(());
+        }
+        Err(Error::NotFound(format!(
+            "no agent {} spawned by this plugin (a plugin's token reaches only the agents it \
+             spawned)",
+            crate::error::quote(agent)
+        ))
+        .into())
+    }
 }
 
 type Events<R> = Pin<Box<dyn Stream<Item = Result<R, Status>> + Send>>;
@@ -71,12 +86,14 @@ impl AgentService for AgentApi {
 
     async fn list(
         &self,
-        _request: Request<pb::AgentServiceListRequest>,
+        request: Request<pb::AgentServiceListRequest>,
     ) -> Result<Response<pb::AgentServiceListResponse>, Status> {
+        let caller = Caller::of(&request);
         let agents = self
             .agents
             .list()
             .iter()
+            .filter(|a| caller.may_touch(&a.spec.tags))
             .map(|a| conv::info(self.agents.info(a)))
             .collect();
         Ok(Response::new(pb::AgentServiceListResponse { agents }))
@@ -86,8 +103,10 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::AgentServiceGetRequest>,
     ) -> Result<Response<pb::AgentServiceGetResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         name("name", &r.name)?;
+        self.visible(&caller, &r.name)?;
         let a = self.agents.get(&r.name)?;
         Ok(Response::new(pb::AgentServiceGetResponse {
             agent: Some(conv::info(self.agents.info(&a))),
@@ -98,8 +117,10 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StopResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         name("name", &r.name)?;
+        self.visible(&caller, &r.name)?;
         let timeout = conv::ms("timeout_ms", r.timeout_ms, Duration::from_secs(5))?;
         let info = self.agents.stop(&r.name, timeout).await?;
         Ok(Response::new(pb::StopResponse {
@@ -111,8 +132,10 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::RespawnRequest>,
     ) -> Result<Response<pb::RespawnResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         name("name", &r.name)?;
+        self.visible(&caller, &r.name)?;
         let info = self.agents.respawn(&r.name).await?;
         Ok(Response::new(pb::RespawnResponse {
             agent: Some(conv::info(info)),
@@ -123,8 +146,10 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::AgentServiceRemoveRequest>,
     ) -> Result<Response<pb::AgentServiceRemoveResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         name("name", &r.name)?;
+        self.visible(&caller, &r.name)?;
         self.agents.remove(&r.name).await?;
         Ok(Response::new(pb::AgentServiceRemoveResponse {}))
     }
@@ -133,8 +158,10 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::NudgeRequest>,
     ) -> Result<Response<pb::NudgeResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         name("name", &r.name)?;
+        self.visible(&caller, &r.name)?;
         if r.message.len() > MAX_NUDGE {
             return Err(Error::invalid(
                 "message",
@@ -168,8 +195,10 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::WaitIdleRequest>,
     ) -> Result<Response<pb::WaitIdleResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         name("name", &r.name)?;
+        self.visible(&caller, &r.name)?;
         let q = conv::ms("quiescence_ms", r.quiescence_ms, self.agents.quiescence())?;
         let timeout = conv::ms("timeout_ms", r.timeout_ms, Duration::from_secs(30))?;
         let outcome = self.agents.wait_idle(&r.name, q, timeout).await?;
@@ -186,8 +215,10 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::RecentOutputRequest>,
     ) -> Result<Response<pb::RecentOutputResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         name("name", &r.name)?;
+        self.visible(&caller, &r.name)?;
         if r.bytes > RECENT_MAX {
             return Err(
                 Error::invalid("bytes", format!("{} is more than {RECENT_MAX}", r.bytes)).into(),
@@ -219,6 +250,7 @@ impl AgentService for AgentApi {
         request: Request<Streaming<pb::AgentServiceAttachRequest>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
         use pb::agent_service_attach_request::Kind;
+        let caller = Caller::of(&request);
         let mut inbound = request.into_inner();
         let open = opening(
             &mut inbound,
@@ -235,6 +267,7 @@ impl AgentService for AgentApi {
                 Error::invalid("open.replay_bytes", format!("at most {RECENT_MAX}")).into(),
             );
         }
+        self.visible(&caller, &open.name)?;
         let a = self.agents.get(&open.name)?;
         let p = a.running().ok_or_else(|| {
             Error::FailedPrecondition(format!(
@@ -310,10 +343,12 @@ impl AgentService for AgentApi {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         if !r.name.is_empty() {
             name("name", &r.name)?;
         }
+        let agents = self.agents.clone();
         let permit = self.streams.admit()?;
         let mut events = self.agents.subscribe();
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
@@ -325,7 +360,17 @@ impl AgentService for AgentApi {
                     _ = tx.closed() => return,
                 };
                 let ev = match ev {
-                    Ok(e) if r.name.is_empty() || e.name == r.name => conv::event(e),
+                    // A plugin follows only its own agents (one removed since is no longer
+                    // known, and its last events are not shown).
+                    Ok(e)
+                        if (r.name.is_empty() || e.name == r.name)
+                            && (caller == Caller::Owner
+                                || agents
+                                    .get(&e.name)
+                                    .is_ok_and(|a| caller.may_touch(&a.spec.tags))) =>
+                    {
+                        conv::event(e)
+                    }
                     Ok(_) => continue,
                     Err(broadcast::error::RecvError::Lagged(n)) => pb::AgentEvent {
                         kind: pb::AgentEventKind::Lagged as i32,

@@ -64,9 +64,20 @@ impl ProcessApi {
         }
     }
 
-    fn find(&self, field: &str, id: &str) -> Result<Arc<Process>, Error> {
+    /// The process `id` names, as `caller` may see it: a plugin sees only what it started,
+    /// and anything else is as unknown to it as an id that never existed.
+    fn find(&self, caller: &Caller, field: &str, id: &str) -> Result<Arc<Process>, Error> {
         convert::id(field, id)?;
-        self.sup.get(id)
+        let p = self.sup.get(id)?;
+        if caller.may_touch(&p.spec.tags) {
+            Ok(p)
+        } else {
+            Err(Error::NotFound(format!(
+                "no process {} started by this plugin (a plugin's token reaches only the \
+                 processes it started)",
+                crate::error::quote(id)
+            )))
+        }
     }
 }
 
@@ -196,8 +207,9 @@ impl ProcessService for ProcessApi {
         &self,
         request: Request<pb::ConnectRequest>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let p = self.find("id", &r.id)?;
+        let p = self.find(&caller, "id", &r.id)?;
         let kinds = convert::streams("stream", r.stream, &p)?;
         let permit = self.streams.admit()?;
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
@@ -219,6 +231,7 @@ impl ProcessService for ProcessApi {
         request: Request<Streaming<pb::AttachRequest>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
         use pb::attach_request::Kind;
+        let caller = Caller::of(&request);
         let mut inbound = request.into_inner();
         let open = opening(
             &mut inbound,
@@ -229,7 +242,7 @@ impl ProcessService for ProcessApi {
             "process",
         )
         .await?;
-        let p = self.find("open.id", &open.id)?;
+        let p = self.find(&caller, "open.id", &open.id)?;
         let permit = self.streams.admit()?;
         let kinds = p.output.kinds();
         let cursor = match open.from_offset {
@@ -275,8 +288,9 @@ impl ProcessService for ProcessApi {
         &self,
         request: Request<pb::SendInputRequest>,
     ) -> Result<Response<pb::SendInputResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let p = self.find("id", &r.id)?;
+        let p = self.find(&caller, "id", &r.id)?;
         let max = self.sup.limits().max_input_bytes;
         if r.data.len() > max {
             return Err(Error::invalid(
@@ -295,8 +309,9 @@ impl ProcessService for ProcessApi {
         &self,
         request: Request<pb::CloseInputRequest>,
     ) -> Result<Response<pb::CloseInputResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        self.find("id", &r.id)?.close_input()?;
+        self.find(&caller, "id", &r.id)?.close_input()?;
         Ok(Response::new(pb::CloseInputResponse {}))
     }
 
@@ -304,8 +319,9 @@ impl ProcessService for ProcessApi {
         &self,
         request: Request<pb::ResizeRequest>,
     ) -> Result<Response<pb::ResizeResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let p = self.find("id", &r.id)?;
+        let p = self.find(&caller, "id", &r.id)?;
         let size = r
             .size
             .ok_or_else(|| Error::invalid("size", "is required"))?;
@@ -317,8 +333,9 @@ impl ProcessService for ProcessApi {
         &self,
         request: Request<pb::SignalRequest>,
     ) -> Result<Response<pb::SignalResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let p = self.find("id", &r.id)?;
+        let p = self.find(&caller, "id", &r.id)?;
         let sig = convert::signal("signal", &r.signal)?;
         self.sup.signal(&p, sig, r.leader_only).await?;
         Ok(Response::new(pb::SignalResponse {}))
@@ -328,8 +345,9 @@ impl ProcessService for ProcessApi {
         &self,
         request: Request<pb::WaitRequest>,
     ) -> Result<Response<pb::WaitResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let p = self.find("id", &r.id)?;
+        let p = self.find(&caller, "id", &r.id)?;
         let timeout = convert::wait_ms("timeout_ms", r.timeout_ms)?;
         let exited = self.sup.wait(&p, timeout).await;
         Ok(Response::new(pb::WaitResponse {
@@ -343,8 +361,9 @@ impl ProcessService for ProcessApi {
         request: Request<pb::WaitReadyRequest>,
     ) -> Result<Response<pb::WaitReadyResponse>, Status> {
         use crate::supervisor::readiness::State;
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let p = self.find("id", &r.id)?;
+        let p = self.find(&caller, "id", &r.id)?;
         let timeout = convert::wait_ms("timeout_ms", r.timeout_ms)?;
         let opts = convert::view_options("output", r.output.as_ref())?;
         let kinds = convert::streams(
@@ -393,8 +412,9 @@ impl ProcessService for ProcessApi {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let p = self.find("id", &r.id)?;
+        let p = self.find(&caller, "id", &r.id)?;
         let measured = measure(vec![p.clone()], true).await;
         Ok(Response::new(pb::GetResponse {
             process: Some(convert::info_with(&p, measured[0].as_ref())),
@@ -412,6 +432,7 @@ impl ProcessService for ProcessApi {
         request: Request<pb::ProcessServiceWatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         use crate::supervisor::LifecycleKind;
+        let caller = Caller::of(&request);
         let tags = convert::tags(request.into_inner().tags);
         let permit = self.streams.admit()?;
         let mut events = self.sup.subscribe();
@@ -425,9 +446,10 @@ impl ProcessService for ProcessApi {
                 };
                 let msg = match ev {
                     Ok(e)
-                        if tags
-                            .iter()
-                            .all(|(k, v)| e.process.spec.tags.get(k) == Some(v)) =>
+                        if caller.may_touch(&e.process.spec.tags)
+                            && tags
+                                .iter()
+                                .all(|(k, v)| e.process.spec.tags.get(k) == Some(v)) =>
                     {
                         pb::ProcessServiceWatchResponse {
                             kind: match e.kind {
@@ -471,6 +493,7 @@ impl ProcessService for ProcessApi {
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let running = match pb::ProcessState::try_from(r.state) {
             Ok(pb::ProcessState::Unspecified) => None,
@@ -485,6 +508,7 @@ impl ProcessService for ProcessApi {
             tags: convert::tags(r.tags),
         };
         let mut found = self.sup.list(&filter);
+        found.retain(|p| caller.may_touch(&p.spec.tags));
         if !r.name.is_empty() {
             found.retain(|p| p.spec.name.as_deref() == Some(r.name.as_str()));
         }
@@ -507,8 +531,9 @@ impl ProcessService for ProcessApi {
         &self,
         request: Request<pb::OutputRequest>,
     ) -> Result<Response<pb::OutputResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let p = self.find("id", &r.id)?;
+        let p = self.find(&caller, "id", &r.id)?;
         let opts = convert::view_options("options", r.options.as_ref())?;
         let raw = r.options.as_ref().map_or(0, |o| o.stream);
         let output = convert::streams("options.stream", raw, &p)?
@@ -528,9 +553,10 @@ impl ProcessService for ProcessApi {
         &self,
         request: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::RemoveResponse>, Status> {
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        convert::id("id", &r.id)?;
-        self.sup.remove(&r.id, r.force).await?;
+        let p = self.find(&caller, "id", &r.id)?;
+        self.sup.remove(&p.id, r.force).await?;
         Ok(Response::new(pb::RemoveResponse {}))
     }
 }

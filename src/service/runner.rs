@@ -13,6 +13,7 @@ use crate::pb::runner_service_server::RunnerService;
 use crate::runner::caps::Prober;
 use crate::runner::ports::Ports;
 use crate::runner::registry::{docker_capability, Runner};
+use crate::server::caller::Caller;
 
 /// Progress events buffered for a slow client; beyond them, progress (not the final event) is
 /// skipped until the client catches up.
@@ -99,6 +100,7 @@ impl RunnerService for RunnerApi {
         &self,
         request: Request<pb::StopEnvironmentRequest>,
     ) -> Result<Response<pb::StopEnvironmentResponse>, Status> {
+        Caller::of(&request).owner_only("stop environments, which the daemon's user shares")?;
         let r = request.into_inner();
         conv::id("environment_id", &r.environment_id)?;
         let grace = conv::grace("grace_ms", r.grace_ms)?;
@@ -120,6 +122,8 @@ impl RunnerService for RunnerApi {
         &self,
         request: Request<pb::ShutdownEnvironmentRequest>,
     ) -> Result<Response<pb::ShutdownEnvironmentResponse>, Status> {
+        Caller::of(&request)
+            .owner_only("shut environments down, which the daemon's user shares")?;
         let r = request.into_inner();
         conv::id("environment_id", &r.environment_id)?;
         let grace = conv::grace("grace_ms", r.grace_ms)?;
@@ -169,6 +173,7 @@ impl RunnerService for RunnerApi {
         &self,
         request: Request<pb::ReapRequest>,
     ) -> Result<Response<pb::ReapResponse>, Status> {
+        Caller::of(&request).owner_only("reap what dead daemons left")?;
         let dry_run = request.into_inner().dry_run;
         let (containers, records) = self.runner.reap(dry_run).await?;
         Ok(Response::new(pb::ReapResponse {
