@@ -924,3 +924,89 @@ impl Readers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The host, behind a gate: a launch waits until the gate opens (a container engine that
+    /// takes its time).
+    struct Gated {
+        host: NativeEnv,
+        open: tokio::sync::watch::Receiver<bool>,
+    }
+
+    impl Environment for Gated {
+        fn launch<'a>(
+            &'a self,
+            id: &'a str,
+            spec: &'a Spec,
+        ) -> environment::BoxFuture<'a, Result<Launched>> {
+            Box::pin(async move {
+                let mut open = self.open.clone();
+                let _ = open.wait_for(|o| *o).await;
+                self.host.launch(id, spec).await
+            })
+        }
+    }
+
+    struct Finder(Arc<Gated>);
+
+    impl Resolve for Finder {
+        fn resolve(&self, _: &str) -> Result<(String, Arc<dyn Environment>)> {
+            Ok(("gated".into(), self.0.clone()))
+        }
+    }
+
+    fn spec(name: &str, environment: &str) -> Spec {
+        Spec {
+            argv: vec!["true".into()],
+            name: Some(name.into()),
+            environment: environment.into(),
+            ..Spec::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_launch_held_up_holds_up_no_other_start_and_keeps_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let sup = Supervisor::new(dir.path(), Limits::default()).unwrap();
+        let (gate, open) = tokio::sync::watch::channel(false);
+        sup.set_resolver(Arc::new(Finder(Arc::new(Gated {
+            host: sup.host().clone(),
+            open,
+        }))));
+        let held = {
+            let sup = sup.clone();
+            tokio::task::spawn_blocking(move || sup.start(spec("slow", "gated")))
+        };
+        // Until the held start has reserved its place (no clock: it either has or has not).
+        while sup.table().pending == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Meanwhile another start goes through, and the held one's name is taken.
+        let quick = {
+            let sup = sup.clone();
+            tokio::task::spawn_blocking(move || sup.start(spec("quick", "native")))
+        }
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(sup.wait(&quick, None).await);
+        let taken = {
+            let sup = sup.clone();
+            tokio::task::spawn_blocking(move || sup.start(spec("slow", "native")))
+        }
+        .await
+        .unwrap()
+        .unwrap_err();
+        assert!(matches!(taken, Error::AlreadyExists(_)), "{taken}");
+        assert!(!held.is_finished(), "the held start is still held");
+        gate.send(true).unwrap();
+        let slow = held.await.unwrap().unwrap();
+        assert_eq!(slow.spec.environment, "gated");
+        assert!(sup.wait(&slow, None).await);
+        assert_eq!(sup.table().pending, 0);
+        sup.shutdown(Duration::from_secs(1)).await;
+    }
+}
