@@ -41,7 +41,7 @@ const DEV_SHELL_MAX: usize = 128;
 
 /// Bumped when what is cached changes meaning (the stripping rules, the file's shape), so that
 /// old entries stop matching instead of being read as if they were current.
-const KEY_FORMAT: &str = "tend-nix-shell-v1";
+const KEY_FORMAT: &str = "tend-nix-shell-v2";
 
 /// Where `FailedPrecondition` sends someone without nix.
 const INSTALL_HINT: &str = "install nix-bin (`apt-get install nix-bin`, or scripts/nix-setup, \
@@ -135,6 +135,77 @@ struct Variable {
 struct Inputs {
     flake_nix: Vec<u8>,
     flake_lock: Option<Vec<u8>>,
+    /// A digest of the other `.nix` files under the flake's directory (what `flake.nix`
+    /// imports, as `./shell.nix` or `./nix/*.nix`), by path and content.
+    imports: Vec<u8>,
+}
+
+/// How deep, how many and how much of the flake directory's other `.nix` files are read for
+/// the key: enough for a project's own nix files, bounded for a directory that holds more.
+const IMPORTS_DEPTH: usize = 6;
+const IMPORTS_MAX_FILES: usize = 512;
+const IMPORTS_MAX_BYTES: u64 = 8 << 20;
+
+/// The digest of the `.nix` files under `dir` other than its `flake.nix`, skipping hidden
+/// directories, `node_modules`, `target` and nix's `result` links (file work). Beyond the
+/// bounds the rest is not read, and the digest says so.
+fn imports_digest(dir: &Path) -> Vec<u8> {
+    let mut files = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    let mut truncated = false;
+    while let Some((d, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let Ok(kind) = e.file_type() else { continue };
+            if kind.is_dir() {
+                let skip = name.starts_with('.')
+                    || matches!(name.as_ref(), "node_modules" | "target" | "result");
+                if !skip {
+                    if depth < IMPORTS_DEPTH {
+                        stack.push((e.path(), depth + 1));
+                    } else {
+                        truncated = true;
+                    }
+                }
+            } else if kind.is_file()
+                && name.ends_with(".nix")
+                && !(depth == 0 && name == "flake.nix")
+            {
+                files.push(e.path());
+            }
+        }
+    }
+    files.sort();
+    if files.len() > IMPORTS_MAX_FILES {
+        files.truncate(IMPORTS_MAX_FILES);
+        truncated = true;
+    }
+    let mut h = Sha256::new();
+    let mut budget = IMPORTS_MAX_BYTES;
+    for f in files {
+        let rel = f
+            .strip_prefix(dir)
+            .unwrap_or(&f)
+            .to_string_lossy()
+            .into_owned();
+        let size = std::fs::metadata(&f).map_or(0, |m| m.len());
+        if size > budget {
+            truncated = true;
+            break;
+        }
+        budget -= size;
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        h.update((rel.len() as u64).to_le_bytes());
+        h.update(rel.as_bytes());
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    h.update([u8::from(truncated)]);
+    h.finalize().to_vec()
 }
 
 /// Materialise `flake_dir`'s dev shell `dev_shell` ("" is "default") into an environment:
@@ -157,6 +228,7 @@ pub async fn materialise(
     let key = cache_key(
         &inputs.flake_nix,
         inputs.flake_lock.as_deref(),
+        &inputs.imports,
         &system,
         &nix,
         &attr,
@@ -235,10 +307,14 @@ pub async fn materialise(
     if inputs.flake_lock.is_none() {
         let dir = flake_dir.to_path_buf();
         let after = blocking("read the flake", move || read_inputs(&dir)).await?;
-        if after.flake_nix == inputs.flake_nix && after.flake_lock.is_some() {
+        if after.flake_nix == inputs.flake_nix
+            && after.imports == inputs.imports
+            && after.flake_lock.is_some()
+        {
             key = cache_key(
                 &after.flake_nix,
                 after.flake_lock.as_deref(),
+                &after.imports,
                 &system,
                 &nix,
                 &attr,
@@ -405,6 +481,7 @@ fn read_inputs(flake_dir: &Path) -> Result<Inputs> {
     Ok(Inputs {
         flake_nix,
         flake_lock,
+        imports: imports_digest(flake_dir),
     })
 }
 
@@ -434,6 +511,7 @@ fn system() -> String {
 fn cache_key(
     flake_nix: &[u8],
     flake_lock: Option<&[u8]>,
+    imports: &[u8],
     system: &str,
     nix_version: &str,
     dev_shell: &str,
@@ -450,6 +528,7 @@ fn cache_key(
         Some(lock) => part("flake.lock", lock),
         None => part("no flake.lock", b""),
     }
+    part("imports", imports);
     part("system", system.as_bytes());
     part("nix", nix_version.as_bytes());
     part("dev_shell", dev_shell.as_bytes());
@@ -729,9 +808,44 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_key_covers_the_nix_files_the_flake_imports() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("flake.nix"),
+            "{ outputs = _: import ./nix/shell.nix; }",
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("nix")).unwrap();
+        std::fs::create_dir_all(d.join("node_modules/x")).unwrap();
+        std::fs::write(d.join("nix/shell.nix"), "{ a = 1; }").unwrap();
+        let key = || {
+            let i = read_inputs(d).unwrap();
+            cache_key(
+                &i.flake_nix,
+                i.flake_lock.as_deref(),
+                &i.imports,
+                "s",
+                "v",
+                "default",
+            )
+        };
+        let before = key();
+        assert_eq!(before, key(), "the same files, the same key");
+        std::fs::write(d.join("nix/shell.nix"), "{ a = 2; }").unwrap();
+        let edited = key();
+        assert_ne!(edited, before, "an imported file's edit changes the key");
+        std::fs::write(d.join("README.md"), "not nix").unwrap();
+        std::fs::write(d.join("node_modules/x/y.nix"), "{ }").unwrap();
+        assert_eq!(key(), edited, "other files, and node_modules, do not count");
+        std::fs::rename(d.join("nix/shell.nix"), d.join("nix/other.nix")).unwrap();
+        assert_ne!(key(), edited, "a renamed file changes the key");
+    }
+
+    #[test]
     fn the_cache_key_changes_with_each_input() {
         let key = |nix: &[u8], lock: Option<&[u8]>, sys: &str, ver: &str, shell: &str| {
-            cache_key(nix, lock, sys, ver, shell)
+            cache_key(nix, lock, b"", sys, ver, shell)
         };
         let base = key(b"{ }", None, "x86_64-linux", "nix (Nix) 2.8.0", "default");
         assert_eq!(base.len(), 64);
