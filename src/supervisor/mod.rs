@@ -15,6 +15,7 @@ pub mod reaper;
 pub mod records;
 mod ring;
 pub mod signal;
+mod sock_diag;
 mod spawn;
 pub mod spec;
 pub mod usage;

@@ -289,19 +289,41 @@ pub fn measure(procs: &[Arc<Process>], ports: bool) -> Vec<Option<Measured>> {
     let scan = Scan::take();
     let leaders: HashSet<u32> = procs.iter().map(|p| p.pid).collect();
     let adopted = scan.adopted(&leaders);
-    let sockets = if ports { sockets() } else { HashMap::new() };
-    procs
+    let trees: Vec<Option<(Vec<u32>, Tree)>> = procs
         .iter()
         .zip(live)
         .map(|(p, tree)| {
             let tree = tree?;
-            let pids = scan.members(p.pid, &tree, &adopted);
+            Some((scan.members(p.pid, &tree, &adopted), tree))
+        })
+        .collect();
+    // The sockets each tree holds, from its descriptors; the host's socket tables only when
+    // some tree holds one: reading /proc/net/tcp walks the kernel's whole hash table, which
+    // costs milliseconds even when it is empty.
+    let held: Vec<Vec<(u32, u64)>> = trees
+        .iter()
+        .map(|t| match t {
+            Some((pids, _)) if ports => socket_inodes(pids),
+            _ => Vec::new(),
+        })
+        .collect();
+    let sockets = if held.iter().any(|h| !h.is_empty()) {
+        sockets()
+    } else {
+        HashMap::new()
+    };
+    procs
+        .iter()
+        .zip(trees)
+        .zip(held)
+        .map(|((p, tree), held)| {
+            let (pids, tree) = tree?;
             let (usage, leader) = scan.usage(p.pid, &pids, tree.cgroup.as_deref());
             Some(Measured {
                 cpu_percent: recent_cpu(p, usage.user_cpu_ms + usage.system_cpu_ms),
                 tree: usage,
                 leader,
-                ports: listening(&pids, &sockets),
+                ports: listening_of(&held, &sockets),
                 whole_environment: false,
             })
         })
@@ -350,6 +372,14 @@ pub struct Listening {
 
 /// The host's listening sockets by inode: TCP in LISTEN, UDP bound (unconnected).
 pub fn sockets() -> HashMap<u64, (&'static str, String, u16)> {
+    super::sock_diag::sockets().unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "sock_diag refused; reading /proc/net");
+        sockets_from_proc()
+    })
+}
+
+/// The same from `/proc/net/{tcp,tcp6,udp,udp6}`, where sock_diag is not there.
+pub fn sockets_from_proc() -> HashMap<u64, (&'static str, String, u16)> {
     let mut out = HashMap::new();
     for (file, protocol, v6) in [
         ("/proc/net/tcp", "tcp", false),
@@ -412,10 +442,12 @@ pub fn listening(
     pids: &[u32],
     sockets: &HashMap<u64, (&'static str, String, u16)>,
 ) -> Vec<Listening> {
+    listening_of(&socket_inodes(pids), sockets)
+}
+
+/// The socket inodes `pids` hold open, by pid.
+fn socket_inodes(pids: &[u32]) -> Vec<(u32, u64)> {
     let mut out = Vec::new();
-    if sockets.is_empty() {
-        return out;
-    }
     for pid in pids {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
@@ -424,24 +456,36 @@ pub fn listening(
             let Ok(target) = std::fs::read_link(fd.path()) else {
                 continue;
             };
-            let Some(inode) = target
+            if let Some(inode) = target
                 .to_str()
                 .and_then(|t| t.strip_prefix("socket:["))
                 .and_then(|t| t.strip_suffix(']'))
                 .and_then(|t| t.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            if let Some((protocol, address, port)) = sockets.get(&inode) {
-                out.push(Listening {
-                    protocol,
-                    address: address.clone(),
-                    port: *port,
-                    pid: *pid,
-                });
+            {
+                out.push((*pid, inode));
             }
         }
     }
+    out
+}
+
+/// Which of the `held` sockets are in `sockets` (listening or bound).
+fn listening_of(
+    held: &[(u32, u64)],
+    sockets: &HashMap<u64, (&'static str, String, u16)>,
+) -> Vec<Listening> {
+    let mut out: Vec<Listening> = held
+        .iter()
+        .filter_map(|(pid, inode)| {
+            let (protocol, address, port) = sockets.get(inode)?;
+            Some(Listening {
+                protocol,
+                address: address.clone(),
+                port: *port,
+                pid: *pid,
+            })
+        })
+        .collect();
     out.sort();
     out.dedup();
     out
