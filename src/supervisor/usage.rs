@@ -154,6 +154,30 @@ impl Scan {
         }
     }
 
+    /// The processes `pids` only (their stat lines; no parents' or groups' index beyond them).
+    pub fn of(pids: impl IntoIterator<Item = u32>) -> Scan {
+        let mut scan = Scan {
+            pids: HashMap::new(),
+            children: HashMap::new(),
+            groups: HashMap::new(),
+        };
+        for pid in pids {
+            if scan.pids.contains_key(&pid) {
+                continue;
+            }
+            if let Some(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .as_deref()
+                .and_then(parse_stat)
+            {
+                scan.children.entry(stat.ppid).or_default().push(pid);
+                scan.groups.entry(stat.pgid).or_default().push(pid);
+                scan.pids.insert(pid, stat);
+            }
+        }
+        scan
+    }
+
     /// The daemon's adopted orphans (children of the daemon that are none of `leaders`), by the
     /// marker they carry. Read once per scan, for the trees that need it.
     pub fn adopted(&self, leaders: &HashSet<u32>) -> HashMap<String, Vec<u32>> {
@@ -286,15 +310,52 @@ pub fn measure(procs: &[Arc<Process>], ports: bool) -> Vec<Option<Measured>> {
     if live.iter().all(Option::is_none) {
         return vec![None; procs.len()];
     }
-    let scan = Scan::take();
+    // Every tree in a cgroup of its own (where the host has them) is its cgroup: what it
+    // starts is born there, setsid'd and double-forked alike. Then only their members are read,
+    // not the whole host; else one pass over every process finds groups, descendants and
+    // marked orphans.
+    let in_cgroups = live.iter().flatten().all(|t| t.cgroup.is_some());
+    // Each tree's pids, its leader first, when they are its cgroup's.
+    let cgroup_members: Vec<Option<Vec<u32>>> = procs
+        .iter()
+        .zip(&live)
+        .map(|(p, t)| {
+            let dir = t.as_ref()?.cgroup.as_deref().filter(|_| in_cgroups)?;
+            let mut pids = vec![p.pid];
+            pids.extend(
+                super::cgroup::members(dir)
+                    .into_iter()
+                    .filter(|&q| q != p.pid),
+            );
+            Some(pids)
+        })
+        .collect();
+    let scan = if in_cgroups {
+        Scan::of(cgroup_members.iter().flatten().flatten().copied())
+    } else {
+        Scan::take()
+    };
     let leaders: HashSet<u32> = procs.iter().map(|p| p.pid).collect();
-    let adopted = scan.adopted(&leaders);
+    let adopted = if in_cgroups {
+        HashMap::new()
+    } else {
+        scan.adopted(&leaders)
+    };
     let trees: Vec<Option<(Vec<u32>, Tree)>> = procs
         .iter()
         .zip(live)
-        .map(|(p, tree)| {
+        .zip(cgroup_members)
+        .map(|((p, tree), members)| {
             let tree = tree?;
-            Some((scan.members(p.pid, &tree, &adopted), tree))
+            let pids = match members {
+                // Those alive now (a leader gone, a member exited since the cgroup was read).
+                Some(m) => m
+                    .into_iter()
+                    .filter(|q| scan.pids.contains_key(q))
+                    .collect(),
+                None => scan.members(p.pid, &tree, &adopted),
+            };
+            Some((pids, tree))
         })
         .collect();
     // The sockets each tree holds, from its descriptors; the host's socket tables only when
