@@ -454,12 +454,15 @@ mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt;
 
-    fn dead_owner(boot_id: &str) -> Owner {
-        // PID 1's start time is never this: the owner is "dead" without touching a real daemon.
+    /// A dead daemon of its own per test (`n`): PID 1's start time is never this, so the owner
+    /// is "dead" without touching a real daemon; and tests run side by side, so one test's
+    /// sweep must not find another's ghost (the sweep kills every carrier of a dead owner's
+    /// marker prefix on the host).
+    fn dead_owner(boot_id: &str, n: u64) -> Owner {
         Owner {
             boot_id: boot_id.to_string(),
             pid: 1,
-            start_ticks: u64::MAX,
+            start_ticks: u64::MAX - n,
         }
     }
 
@@ -467,7 +470,7 @@ mod tests {
     fn the_sweep_kills_a_dead_owners_marked_child_and_drops_torn_records() {
         let dir = tempfile::tempdir().unwrap();
         let me = Owner::current().unwrap();
-        let ghost = Records::open(dir.path(), dead_owner(&me.boot_id), None).unwrap();
+        let ghost = Records::open(dir.path(), dead_owner(&me.boot_id, 0), None).unwrap();
         // The ghost prepared p-1 and spawned it, then "crashed" before completing the record.
         ghost.prepare("p-1").unwrap();
         let (k, v) = ghost.marker("p-1");
@@ -527,7 +530,7 @@ mod tests {
         // with the marker: the dead daemon's own record is enough to find it.
         let dir = tempfile::tempdir().unwrap();
         let me = Owner::current().unwrap();
-        let ghost = Records::open(dir.path(), dead_owner(&me.boot_id), None).unwrap();
+        let ghost = Records::open(dir.path(), dead_owner(&me.boot_id, 1), None).unwrap();
         let (k, v) = ghost.marker("p-7");
         let mut orphan = std::process::Command::new("sleep")
             .arg("1000")
