@@ -576,30 +576,28 @@ async fn measure(
     // The others (a container's): what their environment's engine gives, asked once per
     // environment, all at once.
     let mut asks = HashMap::new();
-    for (p, m) in procs.iter().zip(&measured) {
-        if m.is_none() && p.running() {
-            if let Some((key, ask)) = p.environment_usage() {
-                asks.entry(key).or_insert(ask);
-            }
-        }
-    }
+    let keys: Vec<Option<String>> = procs
+        .iter()
+        .zip(&measured)
+        .map(|(p, m)| {
+            let (key, ask) = p
+                .environment_usage()
+                .filter(|_| m.is_none() && p.running())?;
+            asks.entry(key.clone()).or_insert(ask);
+            Some(key)
+        })
+        .collect();
     if asks.is_empty() {
         return measured;
     }
-    let (keys, futures): (Vec<String>, Vec<_>) = asks.into_iter().unzip();
-    let answers: HashMap<String, usage::EnvironmentUsage> = keys
+    let (names, futures): (Vec<String>, Vec<_>) = asks.into_iter().unzip();
+    let answers: HashMap<String, usage::EnvironmentUsage> = names
         .into_iter()
         .zip(futures_util::future::join_all(futures).await)
         .filter_map(|(k, u)| Some((k, u?)))
         .collect();
-    for (p, m) in procs.iter().zip(measured.iter_mut()) {
-        if m.is_some() || !p.running() {
-            continue;
-        }
-        let Some(u) = p
-            .environment_usage()
-            .and_then(|(key, _)| answers.get(&key).copied())
-        else {
+    for ((p, m), key) in procs.iter().zip(measured.iter_mut()).zip(keys) {
+        let Some(u) = key.and_then(|k| answers.get(&k).copied()) else {
             continue;
         };
         // The engine's CPU time counts from the container's start, not the process's.

@@ -191,7 +191,19 @@ async fn send_ready<R>(
     wrap: fn(pb::ProcessEvent) -> R,
 ) -> Result<(), ()> {
     let Some(watching) = ready else { return Ok(()) };
-    let r = watching.borrow_and_update().clone();
+    // Asked after every chunk: look without copying until there is something to send.
+    let r = {
+        let r = watching.borrow_and_update();
+        match r.state {
+            State::Pending => return Ok(()),
+            State::Failed => {
+                drop(r);
+                *ready = None;
+                return Ok(());
+            }
+            State::Ready => r.clone(),
+        }
+    };
     let passed = || {
         sent.iter().all(|(kind, pos)| {
             r.offsets
@@ -200,20 +212,13 @@ async fn send_ready<R>(
                 .is_none_or(|(_, at)| pos >= at)
         })
     };
-    match r.state {
-        State::Pending => Ok(()),
-        State::Failed => {
-            *ready = None;
-            Ok(())
-        }
-        State::Ready if caught_up || passed() => {
-            *ready = None;
-            tx.send(Ok(wrap(readiness_convert::ready_event(&r))))
-                .await
-                .map_err(drop)
-        }
-        State::Ready => Ok(()),
+    if !(caught_up || passed()) {
+        return Ok(());
     }
+    *ready = None;
+    tx.send(Ok(wrap(readiness_convert::ready_event(&r))))
+        .await
+        .map_err(drop)
 }
 
 /// What an attached client sends after opening the session.
